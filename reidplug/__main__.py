@@ -1,0 +1,3 @@
+from reidplug.cli import main
+
+main()

@@ -1,0 +1,202 @@
+"""The `reidplug` command line: parse, call, print."""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import click
+
+from reidplug import __version__
+from reidplug.core.errors import UserError
+
+OVERRIDES = click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="reidplug")
+def cli():
+    """Person re-identification training and hyperparameter search, built from plugins.
+
+    \b
+      reidplug train CONFIG [KEY=VALUE]...   train one model
+      reidplug run CONFIG [KEY=VALUE]...     search (the config's TUNE section)
+      reidplug eval CONFIG MODEL.WEIGHTS=... evaluate a checkpoint
+    """
+
+
+# ------------------------------------------------------------------ search
+
+
+@cli.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@OVERRIDES
+@click.option("--resume", is_flag=True, help="Continue the experiment in OUTPUT_DIR/TUNE.NAME after a stop or crash.")
+@click.option("--fresh", is_flag=True, help="Start over; an existing experiment folder is moved aside, not deleted.")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and the final summary (for logs and CI).")
+def run(config, overrides, resume, fresh, quiet):
+    """Search hyperparameters as the config's TUNE section says; write best_config.yaml."""
+    from reidplug.core.tuner import Tuner
+
+    if resume and fresh:
+        raise click.UsageError("--resume and --fresh exclude each other")
+    overrides = list(overrides) + (["TUNE.CONSOLE.QUIET=true"] if quiet else [])
+    summary = Tuner(config, overrides, resume=resume, fresh=fresh).run()
+    _print_summary(summary)
+    if summary.get("stopped_reason") == "interrupted":
+        click.echo(f"Interrupted. Continue with: reidplug run {config} --resume", err=True)
+        sys.exit(130)
+    if summary["best_trial"] is None:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and the final summary.")
+def resume(directory, quiet):
+    """Continue the experiment stored in DIRECTORY (after a stop or a crash)."""
+    from reidplug.core.tuner import Tuner
+
+    folder = Path(directory)
+    config = folder / "experiment.yaml"
+    if not (folder / "experiment.db").is_file() or not config.is_file():
+        raise UserError(f"{folder}: not an experiment folder (no experiment.db / experiment.yaml)")
+    overrides = [f"OUTPUT_DIR={folder.resolve().parent}", f"TUNE.NAME={folder.name}"]
+    if quiet:
+        overrides.append("TUNE.CONSOLE.QUIET=true")
+    summary = Tuner(str(config), overrides, resume=True).run()
+    _print_summary(summary)
+
+
+def _print_summary(summary: dict) -> None:
+    from reidplug.core.summary import format_summary
+
+    click.echo(format_summary(summary))
+
+
+# ------------------------------------------------------------------ training
+
+
+@cli.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@OVERRIDES
+@click.option("--resume", is_flag=True, help="Continue from the last checkpoint in OUTPUT_DIR.")
+def train(config, overrides, resume):
+    """Train one Re-ID model, evaluate it, and save checkpoints in OUTPUT_DIR."""
+    from reidplug.reid.api import train as train_model
+
+    train_model(config, list(overrides), resume=resume)
+
+
+@cli.command(name="eval")
+@click.argument("config", type=click.Path(dir_okay=False))
+@OVERRIDES
+@click.option("--vis", type=int, default=0, metavar="N", help="Also draw rank lists of N queries and the CMC curve.")
+def eval_(config, overrides, vis):
+    """Evaluate a checkpoint (MODEL.WEIGHTS=path) on DATASETS.TESTS and print the table."""
+    from reidplug.reid.api import evaluate
+
+    evaluate(config, list(overrides), vis=vis)
+
+
+# ------------------------------------------------------------------ plugins and config
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins(as_json):
+    """List plugins: name, version, distribution and the components each registered."""
+    from reidplug.core.manager import plugin_manager
+    from reidplug.core.registry import KINDS
+
+    pm = plugin_manager()
+    for kind in KINDS:
+        pm.registry(kind)  # fills each origin's component list
+    rows = []
+    for name, origin in pm.origins.items():
+        rows.append({
+            "name": name,
+            "version": origin.version,
+            "distribution": origin.distribution,
+            "builtin": origin.builtin,
+            "components": {k: sorted(v) for k, v in origin.components.items()},
+        })
+    failed = [{"name": n, "error": e} for n, e in pm.failed.items()]
+    if as_json:
+        click.echo(json.dumps(rows if not failed else rows + [{**f, "failed": True} for f in failed], indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="reidplug plugins", title_justify="left")
+    for col in ("plugin", "version", "distribution", "components"):
+        table.add_column(col, overflow="fold")
+    for row in sorted(rows, key=lambda r: (r["builtin"], r["name"])):
+        comps = "; ".join(f"{k}: {', '.join(v)}" for k, v in sorted(row["components"].items()))
+        table.add_row(row["name"], row["version"], row["distribution"], comps or "(hooks only)")
+    for f in failed:
+        table.add_row(f["name"], "?", "?", f"failed to import: {f['error']}")
+    Console(width=max(100, Console().width)).print(table)
+
+
+@cli.group()
+def config():
+    """Show or check config files."""
+
+
+@config.command("show")
+@click.argument("file", type=click.Path(dir_okay=False))
+@OVERRIDES
+def config_show(file, overrides):
+    """Print the merged config: _BASE_ chain, schema defaults and overrides applied."""
+    from reidplug.core.config import load_config, to_yaml
+
+    click.echo(to_yaml(load_config(file, list(overrides))), nl=False)
+
+
+@config.command("validate")
+@click.argument("file", type=click.Path(dir_okay=False))
+@OVERRIDES
+def config_validate(file, overrides):
+    """Check a config, its search space and every component name it uses."""
+    from reidplug.core.validate import validate
+
+    notes = validate(file, list(overrides))
+    click.echo(f"{file}: ok" + (f" ({'; '.join(notes)})" if notes else ""))
+
+
+# ------------------------------------------------------------------ entry point
+
+
+def _format_warning(message, category, filename, lineno, line=None):
+    return f"warning: {message}\n"
+
+
+def main(argv=None) -> None:
+    """Run the CLI; a user error prints one line on stderr and exits with code 2."""
+    warnings.formatwarning = _format_warning
+    try:
+        from reidplug.core.manager import plugin_manager
+
+        plugin_manager().hook.register_commands(cli=cli)
+        cli.main(args=argv, prog_name="reidplug", standalone_mode=False)
+    except UserError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

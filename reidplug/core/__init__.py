@@ -1,0 +1,1 @@
+"""The framework: plugins, config, search spaces and the experiment loop. No torch here."""

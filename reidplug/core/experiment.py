@@ -1,0 +1,728 @@
+"""An experiment: trials, searcher, scheduler and journal, driven by ask/tell.
+
+The Tuner drives an Experiment with an executor; an application that owns its
+training loop drives it directly::
+
+    exp = Experiment("search.yml")
+    while (trial := exp.ask()) is not None:
+        metrics = train_one_step(trial.params, restore=trial.restore_from)
+        decision = exp.tell(trial, metrics)   # CONTINUE, PAUSE or STOP
+    exp.finish()
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from reidplug.core import checkpoints as ckpt
+from reidplug.core.config import Origins, get_dotted, load_config, to_yaml, unstructure, with_params
+from reidplug.core.errors import ConfigError, UserError
+from reidplug.core.journal import Journal, finite
+from reidplug.core.lock import FolderLock
+from reidplug.core.manager import plugin_manager
+from reidplug.core.options import resolve_options
+from reidplug.core.registry import resolve
+from reidplug.core.space import SearchSpace
+from reidplug.core.trial import Decision, Trial, TrialStatus
+
+_ACTIVE = (TrialStatus.PENDING, TrialStatus.RUNNING, TrialStatus.PAUSED)
+# Keys that may change between a run and its --resume; anything else must match.
+_RESUMABLE_KEYS = {
+    "TUNE.NUM_TRIALS", "TUNE.TIME_BUDGET_S", "TUNE.MAX_CONCURRENT", "TUNE.REPORTERS", "TUNE.MAX_FAILURES",
+    "TUNE.KEEP_CHECKPOINTS", "TUNE.EXECUTOR", "TUNE.RESOURCES_PER_TRIAL", "TUNE.STORAGE", "TUNE.RAY",
+    "TUNE.CONSOLE", "TUNE.TENSORBOARD", "TUNE.MLFLOW", "TUNE.JSONL", "TUNE.CSV", "TUNE.LOCAL",
+    "DATALOADER.NUM_WORKERS", "OUTPUT_DIR", "TUNE.NAME",
+}
+
+
+class Experiment:
+    """The state of one search, journaled so that it survives a crash."""
+
+    def __init__(
+        self,
+        config,
+        overrides=(),
+        *,
+        trainable: Any = None,
+        resume: bool = False,
+        fresh: bool = False,
+        reporters: list | None = None,
+        lock: bool = True,
+        dry_run: bool = False,
+    ):
+        self.cfg = cfg = load_config(config, overrides)
+        self.pm = plugin_manager()
+        self.hook = self.pm.hook
+        tune = cfg.TUNE
+        self.trainable = trainable if trainable is not None else tune.TRAINABLE
+        self.is_reid = trainable is None and tune.TRAINABLE == "reid"
+        self._check_trainable()
+        source = getattr(cfg, "source_file", None)
+        default_name = Path(source).stem if source and not source.startswith("<") else "experiment"
+        self.name = tune.NAME = tune.NAME or default_name
+        self.dir = Path(cfg.OUTPUT_DIR) / self.name
+        self.metric, self.mode = tune.METRIC, tune.MODE
+        self.origins: Origins = getattr(cfg, "origins", Origins())
+        self.space = SearchSpace.parse(tune.SPACE, file=self.origins.of("TUNE.SPACE"), schema=self.is_reid)
+        self._check_points()
+        if self.is_reid:
+            self.max_steps = tune.MAX_STEPS or math.ceil(cfg.SOLVER.MAX_EPOCH / tune.STEP_EPOCHS)
+        else:
+            self.max_steps = tune.MAX_STEPS or 1
+        self._check_plugin_sections()
+        self.searcher = self._build("searcher", tune.SEARCHER)
+        self.scheduler = self._build("scheduler", tune.SCHEDULER)
+        self.reporters = reporters if reporters is not None else [self._build("reporter", n) for n in tune.REPORTERS]
+
+        self.trials: dict[int, Trial] = {}
+        self._best: Trial | None | bool = None  # False: needs a rescan
+        self._live_ckpts: dict[int, list[str]] = {}  # trial id -> live checkpoint paths, oldest first
+        self._next_id = 1
+        self._restarts: list[Trial] = []
+        self._started_at = time.time()
+        self._time_used_before = 0.0
+        self._stopped_reason: str | None = None
+        self._finished = False
+        self.journal: Journal | None = None
+        self._lock = FolderLock(self.dir) if lock and not dry_run else None
+        if dry_run:
+            return  # everything is built and checked; nothing is written
+        self._open(resume=resume, fresh=fresh)
+        self.scheduler.setup(self)
+        if resume:
+            self._restore_state()
+
+    # ------------------------------------------------------------------ building
+
+    def _check_trainable(self) -> None:
+        if not isinstance(self.trainable, str):
+            return
+        if ":" in self.trainable:
+            try:
+                resolve(self.trainable)
+            except UserError as exc:
+                raise ConfigError(str(exc), file=self._origin("TUNE.TRAINABLE"), key="TUNE.TRAINABLE") from None
+        else:
+            self.component("trainable", self.trainable, "TUNE.TRAINABLE")
+
+    def _origin(self, key: str) -> str | None:
+        return getattr(self.cfg, "origins", Origins()).of(key)
+
+    def _check_points(self) -> None:
+        for i, point in enumerate(self.cfg.TUNE.POINTS_TO_EVALUATE):
+            key = f"TUNE.POINTS_TO_EVALUATE[{i}]"
+            unknown = [k for k in point if k not in self.space.domains]
+            if unknown:
+                raise ConfigError(f"{unknown[0]!r} is not in TUNE.SPACE", file=self._origin(key), key=key)
+            missing = [k for k in self.space.domains if k not in point]
+            if missing:
+                raise ConfigError(f"missing a value for {missing[0]!r}", file=self._origin(key), key=key)
+
+    def _check_plugin_sections(self) -> None:
+        known = {}
+        for kind in ("searcher", "scheduler", "executor", "reporter"):
+            for entry in self.pm.registry(kind):
+                known[entry.name.upper()] = kind
+        for section in self.cfg.TUNE.PLUGINS:
+            if section not in known:
+                import difflib
+
+                close = difflib.get_close_matches(section, list(known), n=1)
+                hint = f" (did you mean 'TUNE.{close[0]}'?)" if close else ""
+                raise ConfigError(
+                    f"unknown key{hint}; option sections are named after a searcher, scheduler, executor or reporter",
+                    file=self._origin(f"TUNE.{section}"),
+                    key=f"TUNE.{section}",
+                )
+
+    def component(self, kind: str, name: str, key: str):
+        """The registry entry for `name`; an unknown name is an error naming the file and key."""
+        try:
+            return self.pm.registry(kind).entry(name, config_key=key)
+        except ConfigError as exc:
+            exc.file = exc.file or self._origin(key)
+            exc.args = (exc._format(),)
+            raise
+
+    def options(self, name: str, cls: Any) -> dict:
+        section = self.cfg.TUNE.PLUGINS.get(name.upper())
+        key = f"TUNE.{name.upper()}"
+        return resolve_options(cls, section, key=key, file=self._origin(key))
+
+    def _build(self, kind: str, name: str):
+        key = {"searcher": "TUNE.SEARCHER", "scheduler": "TUNE.SCHEDULER", "reporter": "TUNE.REPORTERS"}[kind]
+        entry = self.component(kind, name, key)
+        cls = entry.load()
+        opts = self.options(entry.name, cls)
+        tune = self.cfg.TUNE
+        try:
+            if kind == "searcher":
+                return cls(
+                    self.space, metric=self.metric, mode=self.mode, seed=tune.SEED,
+                    points_to_evaluate=tune.POINTS_TO_EVALUATE, max_concurrent=tune.MAX_CONCURRENT, **opts,
+                )
+            if kind == "scheduler":
+                return cls(
+                    self.searcher, metric=self.metric, mode=self.mode, max_steps=self.max_steps, seed=tune.SEED, **opts
+                )
+            return cls(self, **opts)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(str(exc), file=self._origin(key), key=key) from None
+
+    # ------------------------------------------------------------------ journal
+
+    def _open(self, *, resume: bool, fresh: bool) -> None:
+        db = self.dir / "experiment.db"
+        if db.exists() and not resume:
+            if not fresh:
+                raise ConfigError(
+                    f"experiment {self.name!r} already exists in {self.dir}; pass --resume to continue it, "
+                    "--fresh to start over (the old folder is kept aside), or set another TUNE.NAME",
+                    file=self._origin("TUNE.NAME"),
+                    key="TUNE.NAME",
+                )
+            aside = self.dir.with_name(f"{self.dir.name}.{time.strftime('%Y%m%d-%H%M%S')}")
+            os.replace(self.dir, aside)
+        if resume and not db.exists():
+            raise UserError(f"{self.dir}: nothing to resume (no experiment.db)")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if self._lock is not None:
+            self._lock.acquire()
+        self.journal = Journal(db)
+        if resume:
+            self._check_resume_config()
+        else:
+            with self.journal.transaction():
+                self.journal.set_meta("schema", 1)
+                self.journal.set_meta("name", self.name)
+                self.journal.set_meta("config", unstructure(self.cfg))
+                self.journal.set_meta("created_at", time.time())
+                self.journal.set_meta("trainable", self.trainable if isinstance(self.trainable, str) else _ref(self.trainable))
+            _atomic_write(self.dir / "experiment.yaml", to_yaml(self.cfg))
+
+    def _check_resume_config(self) -> None:
+        from reidplug.core.config import flatten_keys
+
+        old = self.journal.get_meta("config") or {}
+        new = unstructure(self.cfg)
+        for key in sorted(set(flatten_keys(old)) | set(flatten_keys(new))):
+            if any(key == k or key.startswith(k + ".") for k in _RESUMABLE_KEYS):
+                continue
+            a, b = _lookup(old, key), _lookup(new, key)
+            if isinstance(a, dict) or isinstance(b, dict):
+                continue
+            if a != b:
+                raise ConfigError(
+                    f"changed since the experiment started ({a!r} -> {b!r}); resuming would mix two different "
+                    "searches. Restore the old value or start a new experiment (another TUNE.NAME or --fresh)",
+                    file=self._origin(key),
+                    key=key,
+                )
+
+    def _restore_state(self) -> None:
+        self.trials = self.journal.load_trials()
+        self._best = False
+        for tid, _, rel in self.journal.checkpoints():
+            self._live_ckpts.setdefault(tid, []).append(rel)
+        self._next_id = max(self.trials, default=0) + 1
+        state = self.journal.load_state("searcher")
+        if state is not None:
+            self.searcher.load_state_dict(state)
+        state = self.journal.load_state("scheduler")
+        if state is not None:
+            self.scheduler.load_state_dict(state)
+        self._time_used_before = float(self.journal.get_meta("time_used_s", 0.0) or 0.0)
+        for trial in self.trials.values():
+            if trial.status in (TrialStatus.RUNNING, TrialStatus.PENDING):
+                # It was running when the process died: continue from its last good checkpoint.
+                self._prepare_restart(trial, reason="resume")
+            elif trial.status == TrialStatus.PAUSED:
+                trial.restore_from = self.good_checkpoint(trial)
+        with self.journal.transaction():
+            self.journal.add_event("resume", restarted=[t.id for t in self._restarts])
+            for trial in self._restarts:
+                self.journal.save_trial(trial)
+
+    def _snapshot(self) -> None:
+        self.journal.save_state("searcher", self.searcher.state_dict())
+        self.journal.save_state("scheduler", self.scheduler.state_dict())
+
+    # ------------------------------------------------------------------ queries
+
+    def time_used(self) -> float:
+        return self._time_used_before + (time.time() - self._started_at)
+
+    def out_of_time(self) -> bool:
+        budget = self.cfg.TUNE.TIME_BUDGET_S
+        return bool(budget) and self.time_used() >= budget
+
+    def can_create(self) -> bool:
+        if self._stopped_reason or self.out_of_time():
+            return False
+        if getattr(self.searcher, "finished", False):
+            return False
+        return len(self.trials) < self.cfg.TUNE.NUM_TRIALS
+
+    def next_trial_id(self) -> int:
+        return self._next_id
+
+    def trial_dir(self, trial: Trial) -> Path:
+        return self.dir / trial.name
+
+    def active(self) -> list[Trial]:
+        return [t for t in self.trials.values() if t.status in _ACTIVE]
+
+    def best_trial(self) -> Trial | None:
+        """The trial with the best last result (TUNE.METRIC, TUNE.MODE)."""
+        if self._best is False:
+            scored = [t for t in self.trials.values() if self._key(t) is not None]
+            self._best = max(scored, key=self._key) if scored else None
+        return self._best
+
+    def _key(self, trial: Trial):
+        value = trial.last_result.get(self.metric) if trial.last_result else None
+        if not finite(value):
+            return None
+        return (value if self.mode == "max" else -value, -trial.id)
+
+    def _update_best(self, trial: Trial) -> None:
+        """Keep the best trial current without rescanning every trial on every result."""
+        best = self.best_trial()
+        if best is trial:
+            self._best = False  # its value moved: rescan once
+            return
+        key = self._key(trial)
+        if key is not None and (best is None or key > self._key(best)):
+            self._best = trial
+
+    def base_config_data(self) -> dict:
+        if not hasattr(self, "_base_data"):
+            self._base_data = unstructure(self.cfg)
+        return self._base_data
+
+    def trial_seed(self, trial: Trial) -> int:
+        """A per-trial seed derived from TUNE.SEED, stable across restarts."""
+        return (self.cfg.TUNE.SEED * 1_000_003 + trial.id * 7919) % (2**31 - 1)
+
+    def device(self) -> str:
+        return "cuda" if self.cfg.TUNE.RESOURCES_PER_TRIAL.GPU > 0 else "cpu"
+
+    def trial_config(self, trial: Trial):
+        """The full config a Re-ID trial trains with."""
+        return with_params(self.cfg, trial.params)
+
+    # ------------------------------------------------------------------ trials
+
+    def create_trial(self, params: dict, *, trial_id: int | None = None, parent: int | None = None,
+                     restore_from: str | None = None, step: int = 0) -> Trial:
+        """Journal a new trial; a configuration the schema rejects becomes a failed trial."""
+        tid = trial_id if trial_id is not None else self._next_id
+        self._next_id = max(self._next_id, tid + 1)
+        trial = Trial(id=tid, params=dict(params), parent=parent, restore_from=restore_from, step=step,
+                      checkpoint_step=step, created_at=time.time())
+        self.trials[tid] = trial
+        tdir = self.trial_dir(trial)
+        tdir.mkdir(parents=True, exist_ok=True)
+        problem = None
+        if self.is_reid:
+            try:
+                text = to_yaml(self.trial_config(trial))
+            except ConfigError as exc:
+                problem = f"rejected configuration: {exc}"
+                text = to_yaml(params)
+        else:
+            text = to_yaml(params)
+        _atomic_write(tdir / "config.yaml", text)
+        with self.journal.transaction():
+            if problem:
+                trial.status, trial.error = TrialStatus.ERROR, problem
+                self.searcher.on_complete(tid, None, error=True)
+                self.journal.add_event("rejected", tid, message=problem)
+            self.journal.save_trial(trial)
+            self._snapshot()
+        if problem:
+            _atomic_write(tdir / "error.txt", problem + "\n")
+            self.scheduler.on_error(trial)
+            self.hook.on_trial_error(trial=trial, error=problem)
+        return trial
+
+    def ask(self) -> Trial | None:
+        """The next trial to run (a restart, a resumed pause or a new one), marked RUNNING."""
+        while True:
+            if self._restarts:
+                trial = self._restarts.pop(0)
+            else:
+                if self._stopped_reason or self.out_of_time():
+                    return None
+                trial = self.scheduler.next_trial()
+                if trial is None:
+                    return None
+            if trial.status == TrialStatus.ERROR:
+                continue  # rejected configuration; already reported
+            self.start(trial)
+            return trial
+
+    def start(self, trial: Trial) -> None:
+        if trial.status == TrialStatus.PAUSED and trial.restore_from is None:
+            trial.restore_from = self.good_checkpoint(trial)
+        trial.status = TrialStatus.RUNNING
+        with self.journal.transaction():
+            self.journal.save_trial(trial)
+            self.journal.save_state("scheduler", self.scheduler.state_dict())
+        self.hook.on_trial_start(trial=trial)
+
+    def tell(self, trial: Trial, metrics: dict, *, checkpoint: str | None = None, step: int | None = None,
+             time_s: float | None = None) -> Decision:
+        """Record one result and return the scheduler's decision."""
+        step = trial.step + 1 if step is None else step
+        if metrics.get("done") and self.metric not in metrics and trial.results:
+            # The trainable ended on its own after its last real result.
+            return self._stop_without_result(trial, "done")
+        if step <= trial.step and trial.results:
+            # A trial restarted from an older checkpoint replays steps it already reported.
+            return Decision.CONTINUE
+        result = dict(metrics)
+        result["step"] = step
+        result["trial_id"] = trial.id
+        result["time_total_s"] = round((trial.last_result or {}).get("time_total_s", 0.0) + (time_s or 0.0), 4)
+        result["timestamp"] = round(time.time(), 3)
+        trial.step = step
+        trial.results.append(result)
+        trial.last_result = result
+        self._update_best(trial)
+        value = result.get(self.metric)
+        if not finite(value):
+            what = "missing from the result" if value is None else f"not finite ({value!r})"
+            self._record_result(trial, result, checkpoint)
+            self.fail(trial, f"metric {self.metric!r} is {what}; keys: {', '.join(sorted(metrics))}")
+            return Decision.STOP
+        self.searcher.on_result(trial.id, result)
+        decision = self.scheduler.on_result(trial, result)
+        info: dict = {}
+        if decision != Decision.STOP and (result.get("done") or step >= self.max_steps):
+            info["reason"] = "done" if result.get("done") else "max_steps"
+            decision = Decision.STOP
+        with self.journal.transaction():
+            self._record_result(trial, result, checkpoint)
+            self.journal.add_decision(trial.id, step, decision.value, info)
+            if decision == Decision.STOP:
+                self._complete(trial)
+            self.journal.save_trial(trial)
+            self._snapshot()
+        self.hook.on_trial_result(trial=trial, result=result)
+        self.hook.on_trial_decision(trial=trial, result=result, decision=decision, info=info)
+        if decision == Decision.STOP:
+            self.scheduler.on_complete(trial)
+            self.hook.on_trial_complete(trial=trial)
+            self._prune_checkpoints(trial)
+        elif decision == Decision.PAUSE and checkpoint is not None:
+            self.mark_paused(trial)
+        return decision
+
+    def _stop_without_result(self, trial: Trial, reason: str) -> Decision:
+        info = {"reason": reason}
+        with self.journal.transaction():
+            self.journal.add_decision(trial.id, trial.step, Decision.STOP.value, info)
+            self._complete(trial)
+            self.journal.save_trial(trial)
+            self._snapshot()
+        self.hook.on_trial_decision(trial=trial, result=trial.last_result, decision=Decision.STOP, info=info)
+        self.scheduler.on_complete(trial)
+        self.hook.on_trial_complete(trial=trial)
+        self._prune_checkpoints(trial)
+        return Decision.STOP
+
+    def _record_result(self, trial: Trial, result: dict, checkpoint: str | None) -> None:
+        with self.journal.transaction():
+            self.journal.add_result(trial.id, result["step"], result)
+            if checkpoint is not None:
+                self.add_checkpoint(trial, result["step"], checkpoint)
+        with open(self.trial_dir(trial) / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(result, default=str) + "\n")
+
+    def _complete(self, trial: Trial) -> None:
+        trial.status = TrialStatus.TERMINATED
+        self.searcher.on_complete(trial.id, trial.last_result, error=False)
+
+    def mark_paused(self, trial: Trial, checkpoint: str | None = None) -> None:
+        """The trial is saved and out of its slot."""
+        if checkpoint is not None:
+            self.add_checkpoint(trial, trial.step, checkpoint)
+        trial.status = TrialStatus.PAUSED
+        trial.restore_from = trial.checkpoint
+        with self.journal.transaction():
+            self.journal.save_trial(trial)
+            self.journal.add_event("paused", trial.id, step=trial.step, checkpoint=trial.checkpoint)
+            self._snapshot()
+        self._prune_checkpoints(trial)
+
+    def terminate(self, trial: Trial, reason: str = "stopped") -> None:
+        """End a paused or pending trial that will not run again."""
+        if trial.status.done:
+            return
+        trial.status = TrialStatus.TERMINATED
+        with self.journal.transaction():
+            self.searcher.on_complete(trial.id, trial.last_result, error=False)
+            self.journal.add_decision(trial.id, trial.step, Decision.STOP.value, {"reason": reason})
+            self.journal.save_trial(trial)
+            self._snapshot()
+        self.scheduler.on_complete(trial)
+        self.hook.on_trial_decision(trial=trial, result=trial.last_result, decision=Decision.STOP, info={"reason": reason})
+        self.hook.on_trial_complete(trial=trial)
+        self._prune_checkpoints(trial)
+
+    def fail(self, trial: Trial, message: str, traceback: str = "", *, fault: bool = False) -> bool:
+        """A trial failed. A worker fault is retried from the last checkpoint; returns True if retrying."""
+        tdir = self.trial_dir(trial)
+        if fault and trial.num_failures < self.cfg.TUNE.MAX_FAILURES:
+            trial.num_failures += 1
+            with self.journal.transaction():
+                self.journal.add_event("retry", trial.id, message=message, attempt=trial.num_failures)
+                self._prepare_restart(trial, reason="retry")
+                self.journal.save_trial(trial)
+            return True
+        trial.status, trial.error = TrialStatus.ERROR, message
+        _atomic_write(tdir / "error.txt", (traceback or message).rstrip() + "\n")
+        with self.journal.transaction():
+            self.journal.add_event("error", trial.id, message=message, fault=fault)
+            self.searcher.on_complete(trial.id, trial.last_result, error=True)
+            self.journal.save_trial(trial)
+            self._snapshot()
+        self.scheduler.on_error(trial)
+        self.hook.on_trial_error(trial=trial, error=message)
+        self._prune_checkpoints(trial)
+        return False
+
+    def _prepare_restart(self, trial: Trial, *, reason: str) -> None:
+        trial.restore_from = self.good_checkpoint(trial)
+        trial.status = TrialStatus.PENDING
+        if trial not in self._restarts:
+            self._restarts.append(trial)
+
+    def stop_all(self, reason: str) -> None:
+        """No new trials from now on (time budget, interrupt)."""
+        self._stopped_reason = reason
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def checkpoint_path(self, trial: Trial, step: int) -> str:
+        return str(self.trial_dir(trial) / "checkpoints" / f"step_{step:05d}")
+
+    def wants_checkpoint(self, trial: Trial, step: int) -> bool:
+        freq = self.cfg.TUNE.CHECKPOINT_FREQ
+        if freq and step % freq == 0:
+            return True
+        return step >= self.max_steps and self.is_reid or self.scheduler.wants_checkpoint(trial, step)
+
+    def add_checkpoint(self, trial: Trial, step: int, path: str) -> None:
+        rel = os.path.relpath(path, self.dir)
+        trial.checkpoint, trial.checkpoint_step = rel, step
+        with self.journal.transaction():
+            self.journal.add_checkpoint(trial.id, step, rel)
+            self.journal.save_trial(trial)
+        self._live_ckpts.setdefault(trial.id, []).append(rel)
+        self._prune_checkpoints(trial)
+
+    def good_checkpoint(self, trial: Trial) -> str | None:
+        """The newest intact checkpoint of the trial (absolute path); corrupt ones are logged and skipped."""
+        for _, step, rel in reversed(self.journal.checkpoints(trial.id)):
+            path = self.dir / rel
+            problem = ckpt.verify(path)
+            if problem is None:
+                trial.checkpoint, trial.checkpoint_step = rel, step
+                return str(path)
+            with self.journal.transaction():
+                self.journal.set_checkpoint_status(rel, "corrupt")
+                self.journal.add_event("corrupt_checkpoint", trial.id, path=rel, problem=problem)
+            if rel in self._live_ckpts.get(trial.id, []):
+                self._live_ckpts[trial.id].remove(rel)
+        trial.checkpoint, trial.checkpoint_step = None, 0
+        return None
+
+    def copy_checkpoint(self, donor: Trial, recipient: Trial) -> str | None:
+        """Give `recipient` its own copy of the donor's newest checkpoint (PBT exploit)."""
+        source = self.good_checkpoint(donor)
+        if source is None:
+            return None
+        dest = str(self.trial_dir(recipient) / "checkpoints" / f"step_{donor.checkpoint_step:05d}_from_{donor.id:04d}")
+        ckpt.link_copy(source, dest)
+        rel = os.path.relpath(dest, self.dir)
+        with self.journal.transaction():
+            self.journal.add_checkpoint(recipient.id, donor.checkpoint_step, rel)
+            self.journal.add_event("exploit_copy", recipient.id, donor=donor.id, source=donor.checkpoint, path=rel)
+        self._live_ckpts.setdefault(recipient.id, []).append(rel)
+        recipient.checkpoint, recipient.checkpoint_step = rel, donor.checkpoint_step
+        recipient.restore_from = dest
+        return dest
+
+    def _needed_checkpoints(self) -> set[str]:
+        needed = set()
+        best = self.best_trial()
+        if best is not None and best.checkpoint:
+            needed.add(best.checkpoint)
+        pinned = getattr(self.scheduler, "pinned_checkpoints", None)
+        if pinned is not None:
+            needed |= set(pinned())
+        return needed
+
+    def _prune_checkpoints(self, trial: Trial) -> None:
+        """Keep the last KEEP_CHECKPOINTS of an active trial, the best trial's newest, and any a scheduler pins."""
+        if not self._live_ckpts:
+            return
+        needed = self._needed_checkpoints()
+        keep_last = max(self.cfg.TUNE.KEEP_CHECKPOINTS, 1)
+        doomed = []
+        # Only trials that still hold checkpoints are visited; a finished trial keeps none
+        # unless it is the best (whose title may pass to another trial at any result).
+        for tid, paths in self._live_ckpts.items():
+            other = self.trials.get(tid)
+            if other is None:
+                continue
+            active = other.status in _ACTIVE
+            keep = set(paths[-keep_last:]) if active else set()
+            if active and other.checkpoint:
+                keep.add(other.checkpoint)
+            doomed += [(tid, rel) for rel in paths if rel not in keep and rel not in needed]
+        if not doomed:
+            return
+        with self.journal.transaction():
+            for _, rel in doomed:
+                self.journal.set_checkpoint_status(rel, "deleted")
+        for tid, rel in doomed:
+            ckpt.remove(self.dir / rel)
+            self._live_ckpts[tid].remove(rel)
+            if not self._live_ckpts[tid]:
+                del self._live_ckpts[tid]
+            owner = self.trials.get(tid)
+            if owner is not None and owner.checkpoint == rel:
+                owner.checkpoint = None
+
+    # ------------------------------------------------------------------ the end
+
+    def start_experiment(self) -> None:
+        for reporter in self.reporters:
+            if not self.pm.is_registered(reporter):
+                self.pm.register(reporter, name=f"reporter:{type(reporter).__name__}:{id(reporter)}")
+        self.hook.on_experiment_start(experiment=self)
+
+    def finish(self) -> dict:
+        """Write results.csv, best_config.yaml and summary.json; release the folder."""
+        if self._finished:
+            return self.summary()
+        self._finished = True
+        if self.journal is not None:
+            with self.journal.transaction():
+                self._snapshot()
+                self.journal.set_meta("time_used_s", self.time_used())
+                self.journal.add_event("end", reason=self._stopped_reason or "finished")
+        self.write_results_csv()
+        best = self.best_trial()
+        if best is not None:
+            self.write_best_config(best)
+        summary = self.summary()
+        _atomic_write(self.dir / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
+        try:
+            self.hook.on_experiment_end(experiment=self)
+        finally:
+            for reporter in self.reporters:
+                if self.pm.is_registered(reporter):
+                    self.pm.unregister(reporter)
+            self.close()
+        return summary
+
+    def close(self) -> None:
+        if self.journal is not None:
+            self.journal.close()
+        if self._lock is not None:
+            self._lock.release()
+
+    def write_best_config(self, best: Trial) -> Path:
+        path = self.dir / "best_config.yaml"
+        if self.is_reid:
+            cfg = with_params(self.cfg, best.params)
+            data = unstructure(cfg)
+            data["OUTPUT_DIR"] = str(self.dir / "best")
+            header = (
+                f"# Best trial {best.id} of experiment {self.name!r}: {self.metric}={best.last_result[self.metric]:.4f}\n"
+                f"# Train it with: reidplug train {path}\n"
+            )
+            _atomic_write(path, header + to_yaml(data))
+        else:
+            _atomic_write(path, to_yaml({"trial": best.id, self.metric: best.last_result[self.metric], "params": best.params}))
+        return path
+
+    def write_results_csv(self) -> Path:
+        path = self.dir / "results.csv"
+        rows = [self.trial_row(t) for t in sorted(self.trials.values(), key=lambda t: t.id)]
+        columns: list[str] = ["trial_id", "status", "step", self.metric, f"best_{self.metric}"]
+        for row in rows:
+            columns += [c for c in row if c not in columns]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        _atomic_write(path, buf.getvalue())
+        return path
+
+    def trial_row(self, trial: Trial) -> dict:
+        row: dict[str, Any] = {
+            "trial_id": trial.id,
+            "status": trial.status.value,
+            "step": trial.step,
+            self.metric: trial.metric(self.metric),
+            f"best_{self.metric}": trial.best(self.metric, self.mode),
+        }
+        for key, value in (trial.last_result or {}).items():
+            if key not in row and isinstance(value, (int, float, str, bool)) and key not in ("trial_id",):
+                row[key] = value
+        for key, value in trial.params.items():
+            row[f"param:{key}"] = value
+        row["parent"] = trial.parent if trial.parent is not None else ""
+        row["error"] = trial.error or ""
+        return row
+
+    def summary(self) -> dict:
+        best = self.best_trial()
+        counts: dict[str, int] = {}
+        for t in self.trials.values():
+            counts[t.status.value] = counts.get(t.status.value, 0) + 1
+        return {
+            "name": self.name,
+            "dir": str(self.dir),
+            "metric": self.metric,
+            "mode": self.mode,
+            "num_trials": len(self.trials),
+            "status": counts,
+            "best_trial": best.id if best else None,
+            "best_result": best.last_result if best else None,
+            "best_params": best.params if best else None,
+            "time_used_s": round(self.time_used(), 3),
+            "disk_bytes": ckpt.disk_usage(self.dir) if self.dir.exists() else 0,
+            "stopped_reason": self._stopped_reason,
+        }
+
+
+def _ref(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', repr(obj))}"
+
+
+def _lookup(data: dict, key: str):
+    try:
+        return get_dotted(data, key)
+    except (KeyError, TypeError, AttributeError):
+        return None
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+

@@ -1,0 +1,99 @@
+"""The Scheduler base class: which trials run, pause, stop or exploit, at what budget."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from reidplug.core.trial import Decision, Trial, TrialStatus
+
+if TYPE_CHECKING:  # pragma: no cover
+    from reidplug.core.experiment import Experiment
+    from reidplug.core.searcher import Searcher
+
+
+class Scheduler:
+    """Decides, result by result, what each trial does next. Holds the searcher.
+
+    How the experiment drives a scheduler::
+
+        scheduler = Cls(searcher, metric="score", mode="max", max_steps=T, seed=0, **options)
+        scheduler.setup(experiment)              # the trial table, trial creation, checkpoints
+        while not scheduler.is_finished():
+            trial = scheduler.next_trial()       # a new trial, a paused one to resume, or None
+            ...run one budget unit (a step) of some running trial...
+            decision = scheduler.on_result(trial, result)   # CONTINUE, PAUSE or STOP
+            scheduler.on_complete(trial) / scheduler.on_error(trial)
+
+    A step is TUNE.STEP_EPOCHS epochs for Re-ID trials; budgets count steps.
+    `result["step"]` is the number of steps the trial has completed. A trial that
+    reaches `max_steps` is completed by the experiment whatever the decision.
+
+    PAUSE saves the trial and frees its slot; `next_trial` may return it later,
+    with `trial.restore_from` set to the checkpoint to load (its own, or a copy
+    of a donor's for PBT exploit, made with `experiment.copy_checkpoint`). A
+    paused trial that will never resume is ended with `experiment.terminate`.
+    """
+
+    OPTIONS: dict[str, Any] = {}
+
+    def __init__(self, searcher: Searcher, *, metric="score", mode="max", max_steps: int = 1, seed: int | None = 0):
+        self.searcher = searcher
+        self.metric = metric
+        self.mode = mode
+        self.max_steps = max(int(max_steps), 1)
+        self.seed = seed
+        self.experiment: Experiment | None = None
+
+    def setup(self, experiment: Experiment) -> None:
+        self.experiment = experiment
+
+    # -- what to launch
+    def next_trial(self) -> Trial | None:
+        """Resume a paused trial or create a new one from the searcher; None for nothing now."""
+        return self.new_trial()
+
+    def new_trial(self, **kwargs) -> Trial | None:
+        exp = self.experiment
+        if not exp.can_create():
+            return None
+        trial_id = exp.next_trial_id()
+        params = self.searcher.suggest(trial_id)
+        if params is None:
+            return None
+        return exp.create_trial(params, trial_id=trial_id, **kwargs)
+
+    # -- decisions
+    def on_result(self, trial: Trial, result: dict) -> Decision:
+        return Decision.CONTINUE
+
+    def on_complete(self, trial: Trial) -> None:
+        """The trial ended without error (budget spent or stopped)."""
+
+    def on_error(self, trial: Trial) -> None:
+        """The trial failed for good."""
+
+    def wants_checkpoint(self, trial: Trial, step: int) -> bool:
+        """Whether the trial must save a checkpoint after reaching `step`."""
+        return False
+
+    def is_finished(self) -> bool:
+        exp = self.experiment
+        return not exp.can_create() and not any(
+            t.status in (TrialStatus.PENDING, TrialStatus.RUNNING, TrialStatus.PAUSED) for t in exp.trials.values()
+        )
+
+    # -- helpers
+    def score(self, result: dict | None) -> float:
+        """The metric oriented so that larger is better (-inf when missing)."""
+        if not result:
+            return float("-inf")
+        value = result.get(self.metric)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+            return float("-inf")
+        return float(value) if self.mode == "max" else -float(value)
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass

@@ -1,0 +1,1 @@
+"""Builtin plugins. Each module is registered exactly like a third-party plugin."""

@@ -1,0 +1,1 @@
+"""Builtin executors, one module per algorithm."""

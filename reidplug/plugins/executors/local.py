@@ -1,0 +1,339 @@
+"""Runs trials in local worker processes (spawned, reused across trials)."""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import os
+import sys
+import time
+import traceback
+from multiprocessing.connection import wait
+from pathlib import Path
+
+from reidplug.core.executor import ErrorEvent, Executor, LaunchSpec, ResultEvent, SavedEvent
+from reidplug.core.hookspecs import hookimpl
+
+
+class _Slot:
+    def __init__(self, index: int, gpu: str):
+        self.index = index
+        self.gpu = gpu  # CUDA_VISIBLE_DEVICES for its worker
+        self.proc: mp.process.BaseProcess | None = None
+        self.conn = None
+        self.trial_id: int | None = None
+
+
+class LocalExecutor(Executor):
+    """A fixed set of slots on this machine, one worker process each.
+
+    A worker lives across trials, so a trial's start costs two pipe messages,
+    not a process start. GPUs are handed out through CUDA_VISIBLE_DEVICES: with
+    GPU: 0.5 per trial, two slots share each visible GPU. Trials that ask for no
+    GPU see none, so that they cannot grab one by accident.
+    """
+
+    OPTIONS = {"START_METHOD": "spawn", "GPUS": -1}
+
+    def __init__(self, experiment=None, *, max_concurrent=1, resources=None, experiment_dir=".",
+                 start_method="spawn", gpus=-1):
+        super().__init__(experiment, max_concurrent=max_concurrent, resources=resources, experiment_dir=experiment_dir)
+        self.ctx = mp.get_context(start_method)
+        gpu = float(self.resources.get("gpu", 0) or 0)
+        self.slots = [_Slot(i, gpu_assignment(i, gpu, gpus)) for i in range(self._num_slots(gpu, gpus))]
+        self._by_trial: dict[int, _Slot] = {}
+
+    def _num_slots(self, gpu: float, gpus: int) -> int:
+        if gpu <= 0:
+            return self.max_concurrent
+        available = gpus if gpus >= 0 else count_gpus()
+        if available == 0:
+            from reidplug.core.errors import ConfigError
+
+            raise ConfigError("trials ask for a GPU but none is visible", key="TUNE.RESOURCES_PER_TRIAL.GPU")
+        per_gpu = max(int(math.floor(1.0 / gpu + 1e-9)), 1) if gpu < 1 else 1
+        capacity = available * per_gpu if gpu <= 1 else available // math.ceil(gpu)
+        return max(min(self.max_concurrent, capacity), 1)
+
+    # -- slots
+    def free_slots(self) -> int:
+        return sum(1 for s in self.slots if s.trial_id is None)
+
+    def running(self) -> list[int]:
+        return list(self._by_trial)
+
+    def _worker(self, slot: _Slot):
+        if slot.proc is None or not slot.proc.is_alive():
+            parent, child = self.ctx.Pipe()
+            env = {"CUDA_VISIBLE_DEVICES": slot.gpu, "CPU_THREADS": str(max(int(self.resources.get("cpu", 1)), 1))}
+            proc = self.ctx.Process(target=worker_main, args=(child, env), daemon=True,
+                                    name=f"reidplug-worker-{slot.index}")
+            proc.start()
+            child.close()
+            slot.proc, slot.conn = proc, parent
+        return slot
+
+    # -- commands
+    def launch(self, spec: LaunchSpec, save_to: str | None = None) -> None:
+        slot = next(s for s in self.slots if s.trial_id is None)
+        self._worker(slot)
+        slot.trial_id = spec.trial_id
+        self._by_trial[spec.trial_id] = slot
+        self._send(slot, ("launch", spec, save_to))
+
+    def step(self, trial_id: int, save_to: str | None = None) -> None:
+        self._send(self._by_trial[trial_id], ("step", save_to))
+
+    def save(self, trial_id: int, path: str) -> None:
+        self._send(self._by_trial[trial_id], ("save", path))
+
+    def release(self, trial_id: int) -> None:
+        slot = self._by_trial.pop(trial_id, None)
+        if slot is None:
+            return
+        slot.trial_id = None
+        self._send(slot, ("release",))
+
+    def _send(self, slot: _Slot, message) -> None:
+        try:
+            slot.conn.send(message)
+        except (BrokenPipeError, OSError, AttributeError):
+            pass  # a dead worker shows up in poll() through its sentinel
+
+    # -- events
+    def poll(self, timeout: float | None = None) -> list:
+        busy = [s for s in self.slots if s.trial_id is not None and s.proc is not None]
+        if not busy:
+            if timeout:
+                time.sleep(min(timeout, 0.05))
+            return []
+        waitables = {}
+        for s in busy:
+            waitables[s.conn] = s
+            waitables[s.proc.sentinel] = s
+        ready = wait(list(waitables), timeout)
+        events = []
+        seen = set()
+        for obj in ready:
+            slot = waitables[obj]
+            if slot.index in seen:
+                continue
+            seen.add(slot.index)
+            events.extend(self._drain(slot))
+        return events
+
+    def _drain(self, slot: _Slot) -> list:
+        events = []
+        try:
+            while slot.conn.poll():
+                msg = slot.conn.recv()
+                kind = msg[0]
+                # A released trial's last message can still be in the pipe: drop it.
+                if kind == "result":
+                    _, tid, step, metrics, checkpoint, elapsed = msg
+                    if tid == slot.trial_id:
+                        events.append(ResultEvent(tid, metrics, checkpoint, elapsed, step=step))
+                elif kind == "saved":
+                    if msg[1] == slot.trial_id:
+                        events.append(SavedEvent(msg[1], msg[2]))
+                elif kind == "error":
+                    _, tid, message, tb = msg
+                    if self._by_trial.get(tid) is slot:
+                        self._by_trial.pop(tid)
+                        slot.trial_id = None
+                    events.append(ErrorEvent(tid, message, tb, fault=False))
+        except (EOFError, OSError):
+            pass
+        if slot.proc is not None and not slot.proc.is_alive() and slot.trial_id is not None:
+            tid = slot.trial_id
+            code = slot.proc.exitcode
+            self._by_trial.pop(tid, None)
+            slot.trial_id = None
+            slot.proc = None
+            why = f"killed by signal {-code}" if code is not None and code < 0 else f"exited with code {code}"
+            events.append(ErrorEvent(tid, f"worker process {why}", "", fault=True))
+        return events
+
+    def kill_worker(self, trial_id: int) -> None:
+        """Kill the worker running `trial_id` (tests and fault drills)."""
+        slot = self._by_trial.get(trial_id)
+        if slot is not None and slot.proc is not None:
+            slot.proc.kill()
+
+    def shutdown(self) -> None:
+        for slot in self.slots:
+            if slot.proc is None:
+                continue
+            self._send(slot, ("exit",))
+        deadline = time.time() + 5
+        for slot in self.slots:
+            if slot.proc is None:
+                continue
+            slot.proc.join(max(deadline - time.time(), 0.1))
+            if slot.proc.is_alive():
+                slot.proc.kill()
+                slot.proc.join(1)
+            slot.proc = None
+
+
+def gpu_assignment(index: int, gpu: float, gpus: int) -> str:
+    """The CUDA_VISIBLE_DEVICES of slot `index`."""
+    if gpu <= 0:
+        return ""
+    available = gpus if gpus >= 0 else count_gpus()
+    if available <= 0:
+        return ""
+    if gpu >= 1:
+        need = math.ceil(gpu)
+        first = (index * need) % available
+        return ",".join(str((first + k) % available) for k in range(need))
+    per_gpu = max(int(math.floor(1.0 / gpu + 1e-9)), 1)
+    return str((index // per_gpu) % available)
+
+
+def count_gpus() -> int:
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip()])
+    try:
+        import torch
+
+        return torch.cuda.device_count()
+    except Exception:  # no torch or no driver: no GPUs
+        return 0
+
+
+# ---------------------------------------------------------------- the worker
+
+
+def worker_main(conn, env: dict) -> None:
+    """Serve trials one after another until told to exit."""
+    os.environ["CUDA_VISIBLE_DEVICES"] = env["CUDA_VISIBLE_DEVICES"]
+    threads = env.get("CPU_THREADS", "1")
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, threads)
+    runner = _TrialRunner(conn, int(threads))
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError, KeyboardInterrupt):
+            return
+        if msg[0] == "exit":
+            runner.release()
+            return
+        runner.handle(msg)
+
+
+class _TrialRunner:
+    def __init__(self, conn, threads: int):
+        self.conn = conn
+        self.threads = threads
+        self.trainable = None
+        self.spec: LaunchSpec | None = None
+        self.step_no = 0
+        self._log = None
+        self._saved_streams = None
+
+    def handle(self, msg) -> None:
+        kind = msg[0]
+        if kind == "release":
+            self.release()
+            return
+        if self.spec is None and kind != "launch":
+            return  # a command for a trial that already failed
+        tid = self.spec.trial_id if self.spec is not None else msg[1].trial_id
+        try:
+            if kind == "launch":
+                self.release()
+                self._start(msg[1])
+                self._step(msg[2])
+            elif kind == "step":
+                self._step(msg[1])
+            elif kind == "save":
+                self._save(msg[1])
+                self.conn.send(("saved", tid, msg[1]))
+        except BaseException as exc:  # reported to the loop, which marks the trial ERROR
+            tb = traceback.format_exc()
+            try:
+                sys.stderr.write(tb)
+            finally:
+                self.release()
+            self.conn.send(("error", tid, f"{type(exc).__name__}: {exc}", tb))
+
+    def _start(self, spec: LaunchSpec) -> None:
+        from reidplug.core.trainable import as_trainable, can_checkpoint
+
+        self.spec = spec
+        self._redirect(Path(spec.context.trial_dir) / "log.txt")
+        if "torch" in sys.modules or spec.trainable == "reid":
+            _limit_torch_threads(self.threads)
+        self.trainable = as_trainable(_resolve_trainable(spec.trainable))
+        self.checkpointable = can_checkpoint(self.trainable)
+        self.trainable.setup(spec.params, spec.context)
+        if spec.context.restore_from:
+            self.trainable.load(spec.context.restore_from)
+        self.step_no = spec.context.start_step
+
+    def _step(self, save_to: str | None) -> None:
+        t0 = time.perf_counter()
+        metrics = self.trainable.step()
+        self.step_no += 1
+        checkpoint = None
+        if save_to and self.checkpointable:
+            self._save(save_to)
+            checkpoint = save_to
+        self.conn.send(("result", self.spec.trial_id, self.step_no, metrics, checkpoint, time.perf_counter() - t0))
+
+    def _save(self, path: str) -> None:
+        from reidplug.core import checkpoints
+
+        staging = checkpoints.staging_dir(path)
+        staging.mkdir(parents=True, exist_ok=True)
+        self.trainable.save(str(staging))
+        checkpoints.finalize(staging, path)
+
+    def release(self) -> None:
+        if self.trainable is not None:
+            try:
+                self.trainable.cleanup()
+            finally:
+                self.trainable = None
+        self.spec = None
+        self._restore_streams()
+
+    def _redirect(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(path, "a", buffering=1)
+        self._saved_streams = (sys.stdout, sys.stderr)
+        sys.stdout = sys.stderr = self._log
+
+    def _restore_streams(self) -> None:
+        if self._saved_streams is not None:
+            sys.stdout, sys.stderr = self._saved_streams
+            self._saved_streams = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+def _resolve_trainable(ref):
+    if not isinstance(ref, str):
+        return ref
+    if ":" in ref:
+        from reidplug.core.registry import resolve
+
+        return resolve(ref)
+    from reidplug.core.manager import registry
+
+    return registry("trainable").get(ref)
+
+
+def _limit_torch_threads(n: int) -> None:
+    import torch
+
+    torch.set_num_threads(max(n, 1))
+
+
+@hookimpl
+def register_executors(register):
+    register("local", LocalExecutor, description="worker processes on this machine")

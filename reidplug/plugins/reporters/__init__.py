@@ -1,0 +1,1 @@
+"""Builtin reporters, one module per algorithm."""

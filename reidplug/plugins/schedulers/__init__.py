@@ -1,0 +1,1 @@
+"""Builtin schedulers, one module per algorithm."""

@@ -1,0 +1,8 @@
+"""Asynchronous successive halving (ASHA)."""
+
+from reidplug.core.hookspecs import hookimpl
+
+
+@hookimpl
+def register_schedulers(register):
+    pass  # filled in with the implementation

@@ -1,0 +1,8 @@
+"""Synchronous Hyperband with hpbandster's bracket arithmetic."""
+
+from reidplug.core.hookspecs import hookimpl
+
+
+@hookimpl
+def register_schedulers(register):
+    pass  # filled in with the implementation

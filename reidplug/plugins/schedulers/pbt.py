@@ -1,0 +1,8 @@
+"""Population based training, asynchronous by default."""
+
+from reidplug.core.hookspecs import hookimpl
+
+
+@hookimpl
+def register_schedulers(register):
+    pass  # filled in with the implementation

@@ -1,0 +1,1 @@
+"""Builtin searchers, one module per algorithm."""

@@ -1,0 +1,8 @@
+"""Any nevergrad optimizer, NGOpt by default."""
+
+from reidplug.core.hookspecs import hookimpl
+
+
+@hookimpl
+def register_searchers(register):
+    pass  # filled in with the implementation

@@ -1,0 +1,9 @@
+"""Trainables: what one trial runs."""
+
+from reidplug.core.hookspecs import hookimpl
+
+
+@hookimpl
+def register_trainables(register):
+    register("reid", "reidplug.reid.trainable:ReIDTrainable", description="trains and evaluates a Re-ID model")
+    register("noop", "reidplug.core.trainables:NoopTrainable", description="does nothing; measures overhead")

@@ -1,0 +1,1 @@
+"""The Re-ID domain: data, models, training engine, evaluation (uses torch)."""
