@@ -370,8 +370,9 @@ class Experiment:
             return trial
 
     def start(self, trial: Trial) -> None:
-        if trial.status == TrialStatus.PAUSED and trial.restore_from is None:
-            trial.restore_from = self.good_checkpoint(trial)
+        if trial.status == TrialStatus.PAUSED:
+            if trial.restore_from is None or ckpt.verify(trial.restore_from) is not None:
+                trial.restore_from = self.good_checkpoint(trial)
         trial.status = TrialStatus.RUNNING
         with self.journal.transaction():
             self.journal.save_trial(trial)
@@ -394,6 +395,7 @@ class Experiment:
         result["time_total_s"] = round((trial.last_result or {}).get("time_total_s", 0.0) + (time_s or 0.0), 4)
         result["timestamp"] = round(time.time(), 3)
         trial.step = step
+        trial.restore_from = None  # consumed by the launch that produced this result
         trial.results.append(result)
         trial.last_result = result
         self._update_best(trial)
@@ -403,14 +405,17 @@ class Experiment:
             self._record_result(trial, result, checkpoint)
             self.fail(trial, f"metric {self.metric!r} is {what}; keys: {', '.join(sorted(metrics))}")
             return Decision.STOP
-        self.searcher.on_result(trial.id, result)
-        decision = self.scheduler.on_result(trial, result)
         info: dict = {}
-        if decision != Decision.STOP and (result.get("done") or step >= self.max_steps):
-            info["reason"] = "done" if result.get("done") else "max_steps"
-            decision = Decision.STOP
+        # One transaction: the result, what the scheduler made of it, and the new state.
         with self.journal.transaction():
             self._record_result(trial, result, checkpoint)
+            self.searcher.on_result(trial.id, result)
+            decision = self.scheduler.on_result(trial, result)
+            if decision != Decision.STOP and (result.get("done") or step >= self.max_steps):
+                info["reason"] = "done" if result.get("done") else "max_steps"
+                decision = Decision.STOP
+            info.update(self.scheduler.last_info or {})
+            self.scheduler.last_info = None
             self.journal.add_decision(trial.id, step, decision.value, info)
             if decision == Decision.STOP:
                 self._complete(trial)
@@ -422,7 +427,7 @@ class Experiment:
             self.scheduler.on_complete(trial)
             self.hook.on_trial_complete(trial=trial)
             self._prune_checkpoints(trial)
-        elif decision == Decision.PAUSE and checkpoint is not None:
+        elif decision == Decision.PAUSE and (checkpoint is not None or trial.restore_from is not None):
             self.mark_paused(trial)
         return decision
 
@@ -456,7 +461,8 @@ class Experiment:
         if checkpoint is not None:
             self.add_checkpoint(trial, trial.step, checkpoint)
         trial.status = TrialStatus.PAUSED
-        trial.restore_from = trial.checkpoint
+        # An exploit may already have pointed the trial at a copy of a donor's checkpoint.
+        trial.restore_from = trial.restore_from or (str(self.dir / trial.checkpoint) if trial.checkpoint else None)
         with self.journal.transaction():
             self.journal.save_trial(trial)
             self.journal.add_event("paused", trial.id, step=trial.step, checkpoint=trial.checkpoint)
@@ -561,6 +567,34 @@ class Experiment:
         recipient.checkpoint, recipient.checkpoint_step = rel, donor.checkpoint_step
         recipient.restore_from = dest
         return dest
+
+    def exploit(self, recipient: Trial, donor: Trial, params: dict, **info) -> bool:
+        """PBT's exploit: `recipient` continues from a copy of the donor's checkpoint with `params`.
+
+        The copy holds everything the donor saved (weights, optimizer, LR schedule,
+        AMP scaler, epoch). The recipient's step becomes the donor's. Returns False
+        (and changes nothing) when the donor has no intact checkpoint.
+        """
+        dest = self.copy_checkpoint(donor, recipient)
+        if dest is None:
+            return False
+        old = dict(recipient.params)
+        recipient.params = dict(params)
+        recipient.parent = donor.id
+        recipient.step = donor.checkpoint_step
+        recipient.restore_from = dest
+        entry = {"time": round(time.time(), 3), "trial_id": recipient.id, "step": recipient.step, "donor": donor.id,
+                 "donor_step": donor.checkpoint_step, "old_params": old, "new_params": recipient.params, **info}
+        with self.journal.transaction():
+            self.journal.add_event("exploit", recipient.id, **entry)
+            self.journal.save_trial(recipient)
+        with open(self.dir / "pbt_lineage.jsonl", "a") as f:
+            f.write(json.dumps(entry, default=str) + "\n")
+        if self.is_reid:
+            _atomic_write(self.trial_dir(recipient) / "config.yaml", to_yaml(self.trial_config(recipient)))
+        else:
+            _atomic_write(self.trial_dir(recipient) / "config.yaml", to_yaml(recipient.params))
+        return True
 
     def _needed_checkpoints(self) -> set[str]:
         needed = set()

@@ -30,8 +30,8 @@ CREATE TABLE IF NOT EXISTS trials (
     parent INTEGER, checkpoint TEXT, checkpoint_step INTEGER NOT NULL DEFAULT 0, restore_from TEXT,
     num_failures INTEGER NOT NULL DEFAULT 0, error TEXT, created_at REAL NOT NULL, updated_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS results (
-    trial_id INTEGER NOT NULL, step INTEGER NOT NULL, time REAL NOT NULL, metrics TEXT NOT NULL,
-    PRIMARY KEY (trial_id, step));
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, trial_id INTEGER NOT NULL, step INTEGER NOT NULL,
+    time REAL NOT NULL, metrics TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS decisions (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, trial_id INTEGER NOT NULL, step INTEGER NOT NULL,
     decision TEXT NOT NULL, info TEXT, time REAL NOT NULL);
@@ -125,7 +125,7 @@ class Journal:
                 checkpoint=ckpt, checkpoint_step=ckpt_step, restore_from=restore, num_failures=failures,
                 error=error, created_at=created,
             )
-        for tid, step, t, metrics in self.conn.execute("SELECT trial_id, step, time, metrics FROM results ORDER BY trial_id, step"):
+        for tid, step, t, metrics in self.conn.execute("SELECT trial_id, step, time, metrics FROM results ORDER BY seq"):
             if tid in trials:
                 result = json.loads(metrics)
                 trials[tid].results.append(result)
@@ -136,7 +136,8 @@ class Journal:
     # -- results, decisions, events
     def add_result(self, trial_id: int, step: int, metrics: dict) -> None:
         self.conn.execute(
-            "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?)", (trial_id, step, time.time(), _json(metrics))
+            "INSERT INTO results (trial_id, step, time, metrics) VALUES (?, ?, ?, ?)",
+            (trial_id, step, time.time(), _json(metrics)),
         )
 
     def add_decision(self, trial_id: int, step: int, decision: str, info: dict | None = None) -> None:
@@ -164,7 +165,7 @@ class Journal:
         ]
 
     def results(self) -> list[dict]:
-        rows = self.conn.execute("SELECT trial_id, step, time, metrics FROM results ORDER BY time, trial_id, step")
+        rows = self.conn.execute("SELECT trial_id, step, time, metrics FROM results ORDER BY seq")
         return [{"trial_id": tid, "step": st, "time": t, "metrics": json.loads(m)} for tid, st, t, m in rows]
 
     # -- checkpoints

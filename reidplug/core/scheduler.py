@@ -28,13 +28,20 @@ class Scheduler:
     `result["step"]` is the number of steps the trial has completed. A trial that
     reaches `max_steps` is completed by the experiment whatever the decision.
 
-    PAUSE saves the trial and frees its slot; `next_trial` may return it later,
-    with `trial.restore_from` set to the checkpoint to load (its own, or a copy
-    of a donor's for PBT exploit, made with `experiment.copy_checkpoint`). A
-    paused trial that will never resume is ended with `experiment.terminate`.
+    PAUSE saves the trial and frees its slot; `next_trial` may return it later
+    and it restarts from its newest intact checkpoint. For PBT's exploit, call
+    `experiment.exploit(recipient, donor, new_params)` inside `on_result` and
+    return PAUSE: the recipient gets a copy of the donor's checkpoint (weights,
+    optimizer, LR schedule, scaler, epoch) and restarts from it when `next_trial`
+    returns it. A paused trial that will never resume is ended with
+    `experiment.terminate(trial, reason)`. Checkpoints named by
+    `pinned_checkpoints()` (if defined) are never deleted.
     """
 
     OPTIONS: dict[str, Any] = {}
+
+    #: Extra facts about the latest decision (e.g. {"rung": 2}); journaled and shown to reporters.
+    last_info: dict | None = None
 
     def __init__(self, searcher: Searcher, *, metric="score", mode="max", max_steps: int = 1, seed: int | None = 0):
         self.searcher = searcher
