@@ -46,3 +46,23 @@ class Counter(Trainable):
     def load(self, checkpoint_dir):
         with open(os.path.join(checkpoint_dir, "count.txt")) as f:
             self.count = int(f.read())
+
+
+class DiesOnce(Counter):
+    """Kills its own worker process (SIGKILL) at step 2 of its first attempt."""
+
+    def step(self):
+        marker = os.path.join(self.context.trial_dir, "killed-once")
+        if self.count == 1 and not os.path.exists(marker):
+            open(marker, "w").close()
+            os.kill(os.getpid(), 9)
+        return super().step()
+
+
+class AlwaysDies(Counter):
+    """Kills its worker at step 2 every time."""
+
+    def step(self):
+        if self.count == 1:
+            os.kill(os.getpid(), 9)
+        return super().step()

@@ -196,7 +196,8 @@ class Experiment:
         if self._lock is not None:
             self._lock.acquire()
         self.journal = Journal(db)
-        if resume:
+        # A run killed before its first commit leaves a journal without a config: start it anew.
+        if resume and self.journal.get_meta("config") is not None:
             self._check_resume_config()
         else:
             with self.journal.transaction():

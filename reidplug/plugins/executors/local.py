@@ -221,7 +221,10 @@ def worker_main(conn, env: dict) -> None:
         if msg[0] == "exit":
             runner.release()
             return
-        runner.handle(msg)
+        try:
+            runner.handle(msg)
+        except (BrokenPipeError, EOFError, ConnectionResetError):
+            return  # the experiment process is gone (killed): nobody to report to
 
 
 class _TrialRunner:
