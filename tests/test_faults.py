@@ -85,7 +85,9 @@ def test_running_trial_keeps_its_last_checkpoints_only(tmp_path):
     journal = Journal(tmp_path / "exp" / "experiment.db")
     live = journal.checkpoints()
     best = json.loads((tmp_path / "exp" / "summary.json").read_text())["best_trial"]
-    assert [(tid, step) for tid, step, _ in live] == [(best, 5)]
-    assert len(journal.checkpoints(status="deleted")) == 3 * 5 - 1
+    # Steps 1-4 are saved (CHECKPOINT_FREQ 1); a finished trial's last step is not, and a
+    # finished trial keeps nothing unless it is the best.
+    assert [(tid, step) for tid, step, _ in live] == [(best, 4)]
+    assert len(journal.checkpoints(status="deleted")) == 3 * 4 - 1
     on_disk = sorted(p.name for p in (tmp_path / "exp").glob("trial_*/checkpoints/*"))
-    assert on_disk == ["step_00005"]
+    assert on_disk == ["step_00004"]

@@ -374,10 +374,12 @@ class Experiment:
         if trial.status == TrialStatus.PAUSED:
             if trial.restore_from is None or ckpt.verify(trial.restore_from) is not None:
                 trial.restore_from = self.good_checkpoint(trial)
+        resumed = trial.status != TrialStatus.PENDING or trial.results
         trial.status = TrialStatus.RUNNING
         with self.journal.transaction():
             self.journal.save_trial(trial)
-            self.journal.save_state("scheduler", self.scheduler.state_dict())
+            if resumed:  # choosing a paused trial may have changed the scheduler's state
+                self.journal.save_state("scheduler", self.scheduler.state_dict())
         self.hook.on_trial_start(trial=trial)
 
     def tell(self, trial: Trial, metrics: dict, *, checkpoint: str | None = None, step: int | None = None,
@@ -523,10 +525,15 @@ class Experiment:
         return str(self.trial_dir(trial) / "checkpoints" / f"step_{step:05d}")
 
     def wants_checkpoint(self, trial: Trial, step: int) -> bool:
-        freq = self.cfg.TUNE.CHECKPOINT_FREQ
-        if freq and step % freq == 0:
+        """Save after `step`? Every CHECKPOINT_FREQ steps, whenever the scheduler asks, and
+        after a Re-ID trial's last step (the trained model). Other trainables are not saved
+        after their last step: a finished trial never resumes."""
+        if self.scheduler.wants_checkpoint(trial, step):
             return True
-        return step >= self.max_steps and self.is_reid or self.scheduler.wants_checkpoint(trial, step)
+        if step >= self.max_steps:
+            return self.is_reid
+        freq = self.cfg.TUNE.CHECKPOINT_FREQ
+        return bool(freq) and step % freq == 0
 
     def add_checkpoint(self, trial: Trial, step: int, path: str) -> None:
         rel = os.path.relpath(path, self.dir)
