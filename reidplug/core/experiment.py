@@ -77,6 +77,7 @@ class Experiment:
         else:
             self.max_steps = tune.MAX_STEPS or 1
         self._check_plugin_sections()
+        self.component("executor", tune.EXECUTOR, "TUNE.EXECUTOR")
         self.searcher = self._build("searcher", tune.SEARCHER)
         self.scheduler = self._build("scheduler", tune.SCHEDULER)
         self.reporters = reporters if reporters is not None else [self._build("reporter", n) for n in tune.REPORTERS]
@@ -192,14 +193,15 @@ class Experiment:
             os.replace(self.dir, aside)
         if resume and not db.exists():
             raise UserError(f"{self.dir}: nothing to resume (no experiment.db)")
+        started = resume and (self.dir / "experiment.yaml").is_file()
+        if started:
+            self._check_resume_config()  # before anything in the folder is touched
         self.dir.mkdir(parents=True, exist_ok=True)
         if self._lock is not None:
             self._lock.acquire()
         self.journal = Journal(db)
         # A run killed before its first commit leaves a journal without a config: start it anew.
-        if resume and self.journal.get_meta("config") is not None:
-            self._check_resume_config()
-        else:
+        if not started or self.journal.get_meta("config") is None:
             with self.journal.transaction():
                 self.journal.set_meta("schema", 1)
                 self.journal.set_meta("name", self.name)
@@ -211,7 +213,9 @@ class Experiment:
     def _check_resume_config(self) -> None:
         from reidplug.core.config import flatten_keys
 
-        old = self.journal.get_meta("config") or {}
+        import yaml
+
+        old = yaml.safe_load((self.dir / "experiment.yaml").read_text()) or {}
         new = unstructure(self.cfg)
         for key in sorted(set(flatten_keys(old)) | set(flatten_keys(new))):
             if any(key == k or key.startswith(k + ".") for k in _RESUMABLE_KEYS):

@@ -108,7 +108,7 @@ def _load_entry_points(pm: ReidplugPluginManager) -> None:
             plugin = ep.load()
         except Exception as exc:  # a broken plugin must not take the others down
             msg = f"{type(exc).__name__}: {exc}"
-            pm.failed[ep.name] = msg
+            pm.failed[ep.name] = f"({dist_name} {version}) {msg}"
             warnings.warn(
                 f"reidplug plugin {ep.name!r} (from {dist_name} {version}) failed to import and is skipped: {msg}",
                 RuntimeWarning,
@@ -131,6 +131,8 @@ def check_pending(pm: pluggy.PluginManager) -> None:
 def collect_registries(pm: ReidplugPluginManager) -> dict[str, Registry]:
     """Call every `register_<kind>s` hook, recording which plugin registered what."""
     registries = {kind: Registry(kind) for kind in KINDS}
+    for reg in registries.values():
+        reg.failed = pm.failed
     for kind in KINDS:
         caller = getattr(pm.hook, f"register_{kind}s")
         # Called one implementation at a time so that each name knows its owner;

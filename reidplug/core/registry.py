@@ -51,6 +51,7 @@ class Registry:
 
     def __init__(self, kind: str):
         self.kind = kind
+        self.failed: dict[str, str] = {}  # plugin name -> import error, shown with unknown names
         self._entries: dict[str, Entry] = {}
         self._keys: dict[str, str] = {}  # lowercased name or alias -> canonical name
 
@@ -73,8 +74,10 @@ class Registry:
             known = sorted(self._entries)
             hint = difflib.get_close_matches(str(name), known, n=1)
             did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
+            # A plugin that failed to import may be the one that would have provided it.
+            broken = "".join(f"; plugin {p!r} failed to import: {why}" for p, why in self.failed.items())
             raise UnknownComponentError(
-                f"unknown {self.kind} {name!r}{did_you_mean}; known {self.kind}s: {', '.join(known) or 'none'}",
+                f"unknown {self.kind} {name!r}{did_you_mean}; known {self.kind}s: {', '.join(known) or 'none'}{broken}",
                 key=config_key,
             )
         return self._entries[canonical]
