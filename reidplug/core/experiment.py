@@ -598,7 +598,7 @@ class Experiment:
         entry = {"time": round(time.time(), 3), "trial_id": recipient.id, "step": recipient.step, "donor": donor.id,
                  "donor_step": donor.checkpoint_step, "old_params": old, "new_params": recipient.params, **info}
         with self.journal.transaction():
-            self.journal.add_event("exploit", recipient.id, **entry)
+            self.journal.add_event("exploit", recipient.id, **{k: v for k, v in entry.items() if k != "trial_id"})
             self.journal.save_trial(recipient)
         with open(self.dir / "pbt_lineage.jsonl", "a") as f:
             f.write(json.dumps(entry, default=str) + "\n")

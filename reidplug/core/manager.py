@@ -39,7 +39,8 @@ DEFAULT_PLUGINS = (
     "reidplug.plugins.reporters.files",
     "reidplug.plugins.reporters.tensorboard",
     "reidplug.plugins.reporters.mlflow",
-    "reidplug.plugins.commands",
+    "reidplug.plugins.data_commands",
+    "reidplug.plugins.report_command",
 )
 BUILTIN_PREFIX = "reidplug.plugins."
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import time
 
 from reidplug.core.hookspecs import hookimpl
@@ -18,19 +19,30 @@ class JsonlReporter(Reporter):
     def __init__(self, experiment):
         super().__init__(experiment)
         self._files = {}
+        self._keep = True
+        self._launched: dict[int, dict] = {}
+
+    @hookimpl
+    def on_experiment_start(self, experiment):
+        self.experiment = experiment
+        # A resumed experiment appends to the rows of its earlier runs; a new one starts afresh.
+        self._keep = bool(experiment.trials)
 
     def _write(self, name: str, row: dict) -> None:
         f = self._files.get(name)
         if f is None:
-            f = self._files[name] = open(self.experiment.dir / f"{name}.jsonl", "a", buffering=1)
+            mode = "a" if self._keep else "w"
+            f = self._files[name] = open(self.experiment.dir / f"{name}.jsonl", mode, buffering=1)
         f.write(json.dumps(row, default=str) + "\n")
 
     @hookimpl
     def on_trial_result(self, trial, result):
-        self._write("results", {"params": trial.params, **result})
+        self._write("results", {"params": self._launched.get(trial.id, trial.params), **result})
 
     @hookimpl
     def on_trial_start(self, trial):
+        # A result is made with the params of its launch; PBT may change them in the decision on it.
+        self._launched[trial.id] = dict(trial.params)
         self._write("trials", _trial_row(trial, "start"))
 
     @hookimpl
@@ -44,7 +56,7 @@ class JsonlReporter(Reporter):
     @hookimpl
     def on_trial_decision(self, trial, result, decision, info):
         self._write("decisions", {
-            "time": round(time.time(), 3), "trial_id": trial.id, "step": trial.step,
+            "time": round(time.time(), 3), "trial_id": trial.id, "step": _decision_step(trial, result),
             "decision": getattr(decision, "value", str(decision)), **(info or {}),
         })
 
@@ -61,29 +73,48 @@ class CsvReporter(Reporter):
     def __init__(self, experiment):
         super().__init__(experiment)
         self._writers: dict[str, tuple] = {}
+        self._keep = True
+        self._launched: dict[int, dict] = {}
+
+    @hookimpl
+    def on_experiment_start(self, experiment):
+        self.experiment = experiment
+        # A resumed experiment keeps the rows of its earlier runs; a new one starts its files afresh.
+        self._keep = bool(experiment.trials)
 
     def _write(self, name: str, row: dict) -> None:
         entry = self._writers.get(name)
         path = self.experiment.dir / f"{name}.csv"
         if entry is None or any(k not in entry[2] for k in row):
-            # A new column: rewrite the header by reopening with the union of columns.
-            columns = list(entry[2]) if entry else []
+            # A new column (or the file of an earlier run): rewrite the file with the union of columns.
+            keep = entry is not None or self._keep
+            old_rows = _read_rows(path) if keep else []
+            columns = list(entry[2]) if entry else (_read_header(path) if keep else [])
             columns += [k for k in row if k not in columns]
-            old_rows = _read_rows(path) if entry else []
             if entry:
                 entry[0].close()
-            f = open(path, "w", newline="", buffering=1)
+            tmp = path.with_name(f".{path.name}.tmp")
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+                writer.writeheader()
+                writer.writerows(old_rows)
+            os.replace(tmp, path)
+            f = open(path, "a", newline="", buffering=1)
             writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(old_rows)
             entry = self._writers[name] = (f, writer, columns)
         entry[1].writerow(row)
         entry[0].flush()
 
     @hookimpl
+    def on_trial_start(self, trial):
+        # A result is made with the params of its launch; PBT may change them in the decision on it.
+        self._launched[trial.id] = dict(trial.params)
+
+    @hookimpl
     def on_trial_result(self, trial, result):
         flat = {k: v for k, v in result.items() if isinstance(v, (int, float, str, bool))}
-        self._write("progress", {**flat, **{f"param:{k}": v for k, v in trial.params.items()}})
+        params = self._launched.get(trial.id, trial.params)
+        self._write("progress", {**flat, **{f"param:{k}": v for k, v in params.items()}})
 
     @hookimpl
     def on_trial_complete(self, trial):
@@ -96,7 +127,7 @@ class CsvReporter(Reporter):
     @hookimpl
     def on_trial_decision(self, trial, result, decision, info):
         self._write("decisions", {
-            "time": round(time.time(), 3), "trial_id": trial.id, "step": trial.step,
+            "time": round(time.time(), 3), "trial_id": trial.id, "step": _decision_step(trial, result),
             "decision": getattr(decision, "value", str(decision)), "reason": (info or {}).get("reason", ""),
         })
 
@@ -107,11 +138,25 @@ class CsvReporter(Reporter):
         self._writers.clear()
 
 
+def _decision_step(trial, result) -> int:
+    # The step the decision was made at, as journaled: a PBT exploit inside the decision may
+    # already have moved the trial to its donor's step.
+    return (result or {}).get("step", trial.step)
+
+
 def _trial_row(trial, event: str) -> dict:
     return {
         "time": round(time.time(), 3), "event": event, "trial_id": trial.id, "status": trial.status.value,
         "step": trial.step, "params": trial.params, "parent": trial.parent,
     }
+
+
+def _read_header(path) -> list[str]:
+    try:
+        with open(path, newline="") as f:
+            return next(csv.reader(f), [])
+    except FileNotFoundError:
+        return []
 
 
 def _read_rows(path) -> list[dict]:
