@@ -91,3 +91,17 @@ def test_running_trial_keeps_its_last_checkpoints_only(tmp_path):
     assert len(journal.checkpoints(status="deleted")) == 3 * 4 - 1
     on_disk = sorted(p.name for p in (tmp_path / "exp").glob("trial_*/checkpoints/*"))
     assert on_disk == ["step_00004"]
+
+
+def test_storage_holds_checkpoints_apart_from_the_journal(tmp_path):
+    storage = tmp_path / "shared"
+    Tuner(cfg(tmp_path / "local", TRAINABLE="trainables_for_tests:DiesOnce", NUM_TRIALS=2, MAX_STEPS=4,
+              MAX_FAILURES=1, STORAGE=str(storage))).run()
+    assert (tmp_path / "local" / "exp" / "experiment.db").exists()
+    assert not list((tmp_path / "local" / "exp").glob("trial_*/checkpoints/*"))
+    saved = list((storage / "exp").glob("trial_*/checkpoints/step_*"))
+    assert saved and all((p / "MANIFEST.json").exists() for p in saved)
+    journal = Journal(tmp_path / "local" / "exp" / "experiment.db")
+    assert all((storage / "exp" / rel).exists() for _, _, rel in journal.checkpoints())
+    # the retry after the kill restored from shared storage
+    assert [json.loads(x)["count"] for x in open(tmp_path / "local" / "exp" / "trial_0001" / "metrics.jsonl")] == [1, 2, 3, 4]

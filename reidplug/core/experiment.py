@@ -36,7 +36,7 @@ _ACTIVE = (TrialStatus.PENDING, TrialStatus.RUNNING, TrialStatus.PAUSED)
 # Keys that may change between a run and its --resume; anything else must match.
 _RESUMABLE_KEYS = {
     "TUNE.NUM_TRIALS", "TUNE.TIME_BUDGET_S", "TUNE.MAX_CONCURRENT", "TUNE.REPORTERS", "TUNE.MAX_FAILURES",
-    "TUNE.KEEP_CHECKPOINTS", "TUNE.EXECUTOR", "TUNE.RESOURCES_PER_TRIAL", "TUNE.STORAGE", "TUNE.RAY",
+    "TUNE.KEEP_CHECKPOINTS", "TUNE.EXECUTOR", "TUNE.RESOURCES_PER_TRIAL", "TUNE.RAY",
     "TUNE.CONSOLE", "TUNE.TENSORBOARD", "TUNE.MLFLOW", "TUNE.JSONL", "TUNE.CSV", "TUNE.LOCAL",
     "DATALOADER.NUM_WORKERS", "OUTPUT_DIR", "TUNE.NAME",
 }
@@ -68,6 +68,9 @@ class Experiment:
         default_name = Path(source).stem if source and not source.startswith("<") else "experiment"
         self.name = tune.NAME = tune.NAME or default_name
         self.dir = Path(cfg.OUTPUT_DIR) / self.name
+        # Checkpoints may live on storage shared by all nodes while the journal stays on local disk
+        # (SQLite's locking and network file systems do not mix well).
+        self.storage = Path(tune.STORAGE) / self.name if tune.STORAGE else self.dir
         self.metric, self.mode = tune.METRIC, tune.MODE
         self.origins: Origins = getattr(cfg, "origins", Origins())
         self.space = SearchSpace.parse(tune.SPACE, file=self.origins.of("TUNE.SPACE"), schema=self.is_reid)
@@ -77,7 +80,10 @@ class Experiment:
         else:
             self.max_steps = tune.MAX_STEPS or 1
         self._check_plugin_sections()
-        self.component("executor", tune.EXECUTOR, "TUNE.EXECUTOR")
+        executor = self.component("executor", tune.EXECUTOR, "TUNE.EXECUTOR").load()
+        preflight = getattr(executor, "preflight", None)
+        if preflight is not None and not dry_run:
+            preflight(self)  # executor settings checked before anything is written
         self.searcher = self._build("searcher", tune.SEARCHER)
         self.scheduler = self._build("scheduler", tune.SCHEDULER)
         self.reporters = reporters if reporters is not None else [self._build("reporter", n) for n in tune.REPORTERS]
@@ -189,8 +195,10 @@ class Experiment:
                     file=self._origin("TUNE.NAME"),
                     key="TUNE.NAME",
                 )
-            aside = self.dir.with_name(f"{self.dir.name}.{time.strftime('%Y%m%d-%H%M%S')}")
-            os.replace(self.dir, aside)
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            os.replace(self.dir, self.dir.with_name(f"{self.dir.name}.{stamp}"))
+            if self.storage != self.dir and self.storage.exists():
+                os.replace(self.storage, self.storage.with_name(f"{self.storage.name}.{stamp}"))
         if resume and not db.exists():
             raise UserError(f"{self.dir}: nothing to resume (no experiment.db)")
         started = resume and (self.dir / "experiment.yaml").is_file()
@@ -469,7 +477,7 @@ class Experiment:
             self.add_checkpoint(trial, trial.step, checkpoint)
         trial.status = TrialStatus.PAUSED
         # An exploit may already have pointed the trial at a copy of a donor's checkpoint.
-        trial.restore_from = trial.restore_from or (str(self.dir / trial.checkpoint) if trial.checkpoint else None)
+        trial.restore_from = trial.restore_from or (str(self.storage / trial.checkpoint) if trial.checkpoint else None)
         with self.journal.transaction():
             self.journal.save_trial(trial)
             self.journal.add_event("paused", trial.id, step=trial.step, checkpoint=trial.checkpoint)
@@ -526,7 +534,7 @@ class Experiment:
     # ------------------------------------------------------------------ checkpoints
 
     def checkpoint_path(self, trial: Trial, step: int) -> str:
-        return str(self.trial_dir(trial) / "checkpoints" / f"step_{step:05d}")
+        return str(self.storage / trial.name / "checkpoints" / f"step_{step:05d}")
 
     def wants_checkpoint(self, trial: Trial, step: int) -> bool:
         """Save after `step`? Every CHECKPOINT_FREQ steps, whenever the scheduler asks, and
@@ -540,7 +548,7 @@ class Experiment:
         return bool(freq) and step % freq == 0
 
     def add_checkpoint(self, trial: Trial, step: int, path: str) -> None:
-        rel = os.path.relpath(path, self.dir)
+        rel = os.path.relpath(path, self.storage)
         trial.checkpoint, trial.checkpoint_step = rel, step
         with self.journal.transaction():
             self.journal.add_checkpoint(trial.id, step, rel)
@@ -551,7 +559,7 @@ class Experiment:
     def good_checkpoint(self, trial: Trial) -> str | None:
         """The newest intact checkpoint of the trial (absolute path); corrupt ones are logged and skipped."""
         for _, step, rel in reversed(self.journal.checkpoints(trial.id)):
-            path = self.dir / rel
+            path = self.storage / rel
             problem = ckpt.verify(path)
             if problem is None:
                 trial.checkpoint, trial.checkpoint_step = rel, step
@@ -569,9 +577,9 @@ class Experiment:
         source = self.good_checkpoint(donor)
         if source is None:
             return None
-        dest = str(self.trial_dir(recipient) / "checkpoints" / f"step_{donor.checkpoint_step:05d}_from_{donor.id:04d}")
+        dest = str(self.storage / recipient.name / "checkpoints" / f"step_{donor.checkpoint_step:05d}_from_{donor.id:04d}")
         ckpt.link_copy(source, dest)
-        rel = os.path.relpath(dest, self.dir)
+        rel = os.path.relpath(dest, self.storage)
         with self.journal.transaction():
             self.journal.add_checkpoint(recipient.id, donor.checkpoint_step, rel)
             self.journal.add_event("exploit_copy", recipient.id, donor=donor.id, source=donor.checkpoint, path=rel)
@@ -642,7 +650,7 @@ class Experiment:
             for _, rel in doomed:
                 self.journal.set_checkpoint_status(rel, "deleted")
         for tid, rel in doomed:
-            ckpt.remove(self.dir / rel)
+            ckpt.remove(self.storage / rel)
             self._live_ckpts[tid].remove(rel)
             if not self._live_ckpts[tid]:
                 del self._live_ckpts[tid]

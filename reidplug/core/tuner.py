@@ -56,6 +56,10 @@ class Tuner:
             exp.start_experiment()
             executor.start()
             self._loop()
+        except BaseException:
+            executor.shutdown()
+            exp.close()  # release the journal and the folder lock for whoever embeds the tuner
+            raise
         finally:
             if _main_thread():
                 signal.signal(signal.SIGINT, previous)

@@ -212,7 +212,7 @@ def worker_main(conn, env: dict) -> None:
     threads = env.get("CPU_THREADS", "1")
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, threads)
-    runner = _TrialRunner(conn, int(threads))
+    runner = TrialRunner(conn, int(threads))
     while True:
         try:
             msg = conn.recv()
@@ -227,7 +227,7 @@ def worker_main(conn, env: dict) -> None:
             return  # the experiment process is gone (killed): nobody to report to
 
 
-class _TrialRunner:
+class TrialRunner:
     def __init__(self, conn, threads: int):
         self.conn = conn
         self.threads = threads
@@ -244,7 +244,7 @@ class _TrialRunner:
             return
         if self.spec is None and kind != "launch":
             return  # a command for a trial that already failed
-        tid = self.spec.trial_id if self.spec is not None else msg[1].trial_id
+        tid = msg[1].trial_id if kind == "launch" else self.spec.trial_id
         try:
             if kind == "launch":
                 self.release()
