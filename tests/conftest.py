@@ -6,8 +6,23 @@ import os
 
 import pytest
 
-# Tests must not depend on the user's environment.
+# Tests must not depend on the user's environment, nor write into the user's cache.
 os.environ.pop("REIDPLUG_DISABLE_PLUGINS", None)
+if "REIDPLUG_TEST_CACHE" not in os.environ:
+    import tempfile
+
+    os.environ["REIDPLUG_TEST_CACHE"] = tempfile.mkdtemp(prefix="reidplug-test-cache-")
+os.environ["REIDPLUG_CACHE"] = os.environ["REIDPLUG_TEST_CACHE"]
+
+# A Re-ID setting small enough to train in seconds on a CPU (overrides for load_config).
+TINY_REID = [
+    "MODEL.BACKBONE.NAME=resnet_tiny", "MODEL.DEVICE=cpu", "INPUT.SIZE_TRAIN=[32, 16]", "INPUT.SIZE_TEST=[32, 16]",
+    "INPUT.PADDING.SIZE=2", "DATASETS.NAMES=[SyntheticMarket]", "DATASETS.TESTS=[SyntheticMarket]",
+    "DATASETS.SYNTH.IDS=12", "DATASETS.SYNTH.CAMS=3", "DATASETS.SYNTH.HEIGHT=32", "DATASETS.SYNTH.WIDTH=16",
+    "DATALOADER.NUM_WORKERS=0", "DATALOADER.CACHE_IMAGES=true", "SOLVER.AMP.ENABLED=false",
+    "SOLVER.IMS_PER_BATCH=16", "SOLVER.MAX_EPOCH=4", "SOLVER.STEPS=[3]", "SOLVER.WARMUP_ITERS=5",
+    "SOLVER.BASE_LR=0.001", "SOLVER.CHECKPOINT_PERIOD=2", "TEST.EVAL_PERIOD=2", "TEST.IMS_PER_BATCH=64",
+]
 
 
 @pytest.fixture(autouse=True)

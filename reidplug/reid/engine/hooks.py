@@ -1,0 +1,173 @@
+"""The hooks the Re-ID training loop runs with."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from reidplug.reid.engine.train_loop import HookBase
+
+
+class LRScheduleHook(HookBase):
+    """Sets every group's rate before each step; counts the steps that updated the weights."""
+
+    def __init__(self, training):
+        self.training = training
+
+    def before_step(self):
+        t = self.training
+        t.schedule.apply(t.optimizer, t.warmup_iter, self.loop.epoch)
+
+    def after_step(self):
+        if not self.loop.step_output.get("skipped"):
+            self.training.warmup_iter += 1
+
+
+class FreezeHook(HookBase):
+    """MODEL.FREEZE_LAYERS stay frozen for the first SOLVER.FREEZE_ITERS iterations."""
+
+    def __init__(self, model, layers, iters: int):
+        self.model, self.layers, self.iters = model, list(layers), iters
+
+    def before_train(self):
+        if self.layers and self.iters > 0 and self.loop.iter < self.iters:
+            self.model.freeze(self.layers)
+
+    def after_step(self):
+        if self.loop.iter == self.iters and self.model.frozen:
+            self.model.unfreeze()
+
+    def after_train(self):
+        if self.model.frozen:
+            self.model.unfreeze()
+
+
+class ProgressHook(HookBase):
+    """A console line and a metrics.jsonl row every `period` seconds: loss, lr, images/s, ETA."""
+
+    def __init__(self, training, metrics_path: Path | None, period_s: float = 10.0, echo: bool = True):
+        self.training = training
+        self.metrics_path = metrics_path
+        self.period_s = period_s
+        self.echo = echo
+        self._sums: dict[str, float] = {}
+        self._count = 0
+        self._images = 0
+        self._last = 0.0
+        self.last_row: dict = {}
+
+    def before_train(self):
+        self._last = time.perf_counter()
+        self._start_iter = self.loop.iter
+        self._start_time = self._last
+
+    def after_step(self):
+        out = self.loop.step_output
+        for k, v in out.items():
+            self._sums[k] = self._sums.get(k, 0.0) + v
+        self._count += 1
+        self._images += self.training.batch_size
+        now = time.perf_counter()
+        if now - self._last >= self.period_s:
+            self.flush(now)
+
+    def after_epoch(self):
+        self.flush(time.perf_counter())
+
+    def flush(self, now: float) -> None:
+        if not self._count:
+            return
+        loop = self.loop
+        elapsed = max(now - self._last, 1e-9)
+        row = {k: v / self._count for k, v in self._sums.items() if k not in ("skipped", "overflow")}
+        row.update({
+            "iter": loop.iter, "epoch": loop.epoch, "lr": self.training.optimizer.param_groups[0]["lr"],
+            "images_per_s": self._images / elapsed, "iter_per_s": self._count / elapsed,
+            "skipped_steps": self.training.trainer.nan_steps, "overflow_steps": self.training.trainer.overflow_steps,
+        })
+        done = loop.iter - self._start_iter
+        total = self.training.iters_per_epoch * max(loop.max_epoch - loop.epoch, 0)
+        rate = done / max(now - self._start_time, 1e-9)
+        row["eta_s"] = (total - (loop.iter % max(self.training.iters_per_epoch, 1))) / rate if rate > 0 else None
+        self.last_row = row
+        if self.metrics_path is not None:
+            with open(self.metrics_path, "a") as f:
+                f.write(json.dumps({"type": "train", "time": round(time.time(), 3), **row}) + "\n")
+        if self.echo:
+            eta = _hms(row["eta_s"]) if row["eta_s"] is not None else "?"
+            print(
+                f"epoch {loop.epoch + 1}/{loop.max_epoch} iter {loop.iter} loss {row.get('total_loss', float('nan')):.4f} "
+                f"lr {row['lr']:.2e} {row['images_per_s']:.1f} img/s eta {eta}"
+                + (f" skipped {row['skipped_steps']}" if row["skipped_steps"] else "")
+                + (f" amp-overflow {row['overflow_steps']}" if row["overflow_steps"] else ""),
+                flush=True,
+            )
+        self._sums, self._count, self._images, self._last = {}, 0, 0, now
+
+
+class EvalHook(HookBase):
+    """Evaluate every TEST.EVAL_PERIOD epochs and after the last one."""
+
+    def __init__(self, training, period: int):
+        self.training, self.period = training, period
+
+    def after_epoch(self):
+        epoch = self.loop.epoch
+        if epoch % self.period == 0 or epoch == self.loop.max_epoch:
+            self.training.evaluate(record=True)
+
+
+class CheckpointHook(HookBase):
+    """Save every SOLVER.CHECKPOINT_PERIOD epochs and at the end; keep the last N and the best."""
+
+    def __init__(self, training, period: int):
+        self.training, self.period = training, period
+
+    def after_epoch(self):
+        epoch = self.loop.epoch
+        if epoch % self.period == 0 or epoch == self.loop.max_epoch:
+            self.training.checkpointer.save(self.training, f"model_{epoch:04d}")
+
+
+class PreciseBNHook(HookBase):
+    """Recompute BatchNorm statistics over TEST.PRECISE_BN.NUM_ITER batches before each evaluation."""
+
+    def __init__(self, training, num_iter: int, period: int):
+        self.training, self.num_iter, self.period = training, num_iter, period
+
+    def after_epoch(self):
+        epoch = self.loop.epoch
+        if epoch % self.period == 0 or epoch == self.loop.max_epoch:
+            precise_bn(self.training.model, self.training.batches(epoch + 10_000), self.num_iter,
+                       self.training.device)
+
+
+@torch.no_grad()
+def precise_bn(model: torch.nn.Module, batches, num_iter: int, device) -> None:
+    """Replace running BN statistics by their average over `num_iter` training batches."""
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training]
+    if not bns:
+        return
+    momenta = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average
+    was = model.training
+    model.train()
+    try:
+        for i, batch in enumerate(batches):
+            if i >= num_iter:
+                break
+            model(batch["images"].to(device))
+    finally:
+        for bn, m in zip(bns, momenta):
+            bn.momentum = m
+        model.train(was)
+
+
+def _hms(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"

@@ -1,0 +1,169 @@
+"""Trainers: how one optimisation step is done (the `register_trainers` plugins fp32 and amp)."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Callable
+
+import torch
+
+from reidplug.core.errors import UserError
+
+
+class TrainingDiverged(UserError):
+    """The loss stayed non-finite (SOLVER.NAN_POLICY)."""
+
+
+class Trainer:
+    """One optimisation step of a Re-ID model; subclasses decide precision.
+
+        losses = model.losses(model(images), targets)      # a dict of scalar tensors
+        if the total is not finite: skip (or abort) per SOLVER.NAN_POLICY
+        optimizer.zero_grad(); total.backward(); after_backward(); optimizer.step()
+
+    `run_step` returns floats: each loss term, `total_loss`, `skipped` (1.0 when no
+    update was made) and `overflow` (1.0 when the AMP scaler skipped the update).
+    A third-party trainer subclasses this, overrides `run_step` or `forward`, and
+    registers itself with `register_trainers`; SOLVER.TRAINER selects it by name.
+    """
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, cfg, device: torch.device):
+        self.model = model
+        self.optimizer = optimizer
+        self.cfg = cfg
+        self.device = device
+        self.nan_steps = 0  # total steps skipped for a non-finite loss
+        self.consecutive_nan = 0
+        self.overflow_steps = 0
+        self.channels_last = device.type == "cuda"
+
+    # -- pieces
+    def to_device(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        images = batch["images"].to(self.device, non_blocking=True)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images, batch["targets"].to(self.device, non_blocking=True)
+
+    def autocast(self):
+        return contextlib.nullcontext()
+
+    def forward(self, images: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        with self.autocast():
+            outputs = self.model(images, targets)
+        return self.model.losses(outputs, targets)  # computed in fp32 by the losses themselves
+
+    def finite_or_skip(self, losses: dict[str, torch.Tensor], total: torch.Tensor, iteration: int) -> bool:
+        """True to go on with the update; False to skip it (NAN_POLICY skip); raises for abort."""
+        if torch.isfinite(total).item():
+            self.consecutive_nan = 0
+            return True
+        terms = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
+        s = self.cfg.SOLVER
+        if s.NAN_POLICY == "abort":
+            raise TrainingDiverged(f"non-finite loss at iteration {iteration} ({terms}); SOLVER.NAN_POLICY is abort")
+        self.nan_steps += 1
+        self.consecutive_nan += 1
+        if self.consecutive_nan >= s.MAX_CONSECUTIVE_NAN:
+            raise TrainingDiverged(
+                f"{self.consecutive_nan} consecutive non-finite losses up to iteration {iteration} ({terms}); "
+                "lower SOLVER.BASE_LR or raise SOLVER.MAX_CONSECUTIVE_NAN"
+            )
+        return False
+
+    def clip(self) -> None:
+        c = self.cfg.SOLVER.CLIP_GRADIENTS
+        if not c.ENABLED:
+            return
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        if c.CLIP_TYPE == "norm":
+            torch.nn.utils.clip_grad_norm_(params, c.CLIP_VALUE, norm_type=c.NORM_TYPE)
+        else:
+            torch.nn.utils.clip_grad_value_(params, c.CLIP_VALUE)
+
+    @staticmethod
+    def _summary(losses, total, skipped: bool, overflow: bool = False) -> dict:
+        out = {k: float(v.detach()) for k, v in losses.items()}
+        out["total_loss"] = float(total.detach())
+        out["skipped"] = 1.0 if skipped else 0.0
+        out["overflow"] = 1.0 if overflow else 0.0
+        return out
+
+    # -- the step
+    def run_step(self, batch: dict, after_backward: Callable[[], None] = lambda: None, iteration: int = 0) -> dict:
+        images, targets = self.to_device(batch)
+        losses = self.forward(images, targets)
+        total = sum(losses.values())
+        if not self.finite_or_skip(losses, total, iteration):
+            self.optimizer.zero_grad(set_to_none=True)
+            return self._summary(losses, total, skipped=True)
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        after_backward()
+        self.clip()
+        self.optimizer.step()
+        return self._summary(losses, total, skipped=False)
+
+    def state_dict(self) -> dict:
+        return {"nan_steps": self.nan_steps, "consecutive_nan": self.consecutive_nan,
+                "overflow_steps": self.overflow_steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.nan_steps = state.get("nan_steps", 0)
+        self.consecutive_nan = state.get("consecutive_nan", 0)
+        self.overflow_steps = state.get("overflow_steps", 0)
+
+
+class FP32Trainer(Trainer):
+    """Plain fp32 steps."""
+
+
+class AMPTrainer(Trainer):
+    """Mixed precision: fp16 autocast with a GradScaler on CUDA; bf16 autocast on the CPU.
+
+    bf16 keeps fp32's exponent range, so the CPU path needs no loss scaling. The
+    scaler (init scale 2^16, growth interval 2000, as FastReID) is checkpointed,
+    so a resumed run scales exactly as an uninterrupted one would.
+    """
+
+    def __init__(self, model, optimizer, cfg, device):
+        super().__init__(model, optimizer, cfg, device)
+        self.dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+        self.scaler = torch.amp.GradScaler("cuda", init_scale=2.0**16, growth_interval=2000) if device.type == "cuda" else None
+
+    def autocast(self):
+        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
+
+    def run_step(self, batch, after_backward=lambda: None, iteration: int = 0) -> dict:
+        if self.scaler is None:
+            return super().run_step(batch, after_backward, iteration)
+        images, targets = self.to_device(batch)
+        losses = self.forward(images, targets)
+        total = sum(losses.values())
+        if not self.finite_or_skip(losses, total, iteration):
+            self.optimizer.zero_grad(set_to_none=True)
+            return self._summary(losses, total, skipped=True)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        self.scaler.unscale_(self.optimizer)
+        after_backward()
+        self.clip()
+        scale = self.scaler.get_scale()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        # The scaler lowers its scale exactly when it found inf/nan gradients and skipped the step.
+        overflow = self.scaler.get_scale() < scale or not math.isfinite(scale)
+        if overflow:
+            self.overflow_steps += 1
+        return self._summary(losses, total, skipped=overflow, overflow=overflow)
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        if self.scaler is not None:
+            state["scaler"] = self.scaler.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        if self.scaler is not None and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])

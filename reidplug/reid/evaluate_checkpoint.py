@@ -1,0 +1,95 @@
+"""`reidplug eval`: a checkpoint's metrics on each test set, and optional rank-list pictures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from reidplug.core.errors import CheckpointError, ConfigError
+
+
+def find_weights(path: str) -> Path:
+    """MODEL.WEIGHTS may name a .pth file, a training folder (last_checkpoint) or a trial checkpoint folder."""
+    if not path:
+        raise ConfigError("set MODEL.WEIGHTS to a checkpoint (file or folder) to evaluate", key="MODEL.WEIGHTS")
+    p = Path(path)
+    if p.is_dir():
+        for candidate in (p / "checkpoint.pth", p / "model_best.pth"):
+            if candidate.is_file():
+                return candidate
+        marker = p / "last_checkpoint"
+        if marker.is_file():
+            return p / marker.read_text().strip()
+        raise CheckpointError(f"MODEL.WEIGHTS: no checkpoint found in folder {p}")
+    return p
+
+
+def load_model(cfg, device: torch.device):
+    """The model of cfg with the weights of MODEL.WEIGHTS (its classifier size taken from the file)."""
+    from reidplug.reid.engine.checkpoint import load_file
+    from reidplug.reid.modeling.build import build_model
+
+    path = find_weights(cfg.MODEL.WEIGHTS)
+    state = load_file(path, key="MODEL.WEIGHTS")
+    weights = state.get("model", state) if isinstance(state, dict) else None
+    if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+        raise CheckpointError(f"MODEL.WEIGHTS: {path} holds no model weights")
+    num_classes = int(state.get("num_classes", 0)) or _classes_in(weights)
+    model = build_model(cfg, num_classes)
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"MODEL.WEIGHTS: {path} does not fit MODEL.*: {first}") from None
+    return model.to(device).eval(), path
+
+
+def _classes_in(weights: dict) -> int:
+    for name, tensor in weights.items():
+        if "classifier" in name and name.endswith("weight") and tensor.dim() == 2:
+            return tensor.shape[0]
+    return 1
+
+
+def run_evaluation(cfg, *, vis: int = 0, echo: bool = True) -> dict:
+    from reidplug.reid.data.build import build_test_loader
+    from reidplug.reid.engine.training import resolve_device
+    from reidplug.reid.evaluation.evaluator import ReidEvaluator, extract_features, format_table
+
+    device = resolve_device(cfg.MODEL.DEVICE)
+    model, path = load_model(cfg, device)
+    if echo:
+        print(f"evaluating {path} on {', '.join(cfg.DATASETS.TESTS)}", flush=True)
+    all_results = {}
+    for name in cfg.DATASETS.TESTS:
+        loader, num_query = build_test_loader(cfg, name)
+        evaluator = ReidEvaluator(cfg, num_query)
+        feats, pids, camids = extract_features(model, loader, device, cfg.TEST.FLIP.ENABLED)
+        results = evaluator.evaluate(feats, pids, camids)
+        all_results[name] = results
+        if echo:
+            print(format_table(results, name), flush=True)
+        if vis:
+            out = Path(cfg.OUTPUT_DIR) / "vis" / name
+            paths = _visualise(cfg, loader, feats, pids, camids, num_query, vis, out)
+            if echo:
+                print(f"rank lists and CMC curve: {out} ({len(paths)} files)", flush=True)
+    return all_results
+
+
+def _visualise(cfg, loader, feats, pids, camids, num_query, n, out: Path) -> list:
+    from reidplug.report.reid_vis import draw_rank_lists, plot_cmc
+    from reidplug.reid.evaluation.distance import compute_distance
+    from reidplug.reid.evaluation.rank import evaluate_rank
+
+    paths = [record[0] for record in loader.dataset.records] if hasattr(loader.dataset, "records") else None
+    if paths is None:
+        raise ConfigError("this test set does not expose image paths for --vis", key="DATASETS.TESTS")
+    dist = compute_distance(feats[:num_query], feats[num_query:], cfg.TEST.METRIC)
+    out.mkdir(parents=True, exist_ok=True)
+    files = draw_rank_lists(dist, paths[:num_query], paths[num_query:], pids[:num_query], pids[num_query:],
+                            camids[:num_query], camids[num_query:], out, num_queries=n, topk=10)
+    r = evaluate_rank(dist, pids[:num_query], pids[num_query:], camids[:num_query], camids[num_query:])
+    files.append(plot_cmc(r["cmc"], out / "cmc.png", label=cfg.MODEL.BACKBONE.NAME))
+    return files
