@@ -173,13 +173,19 @@ class Experiment:
             if kind == "searcher":
                 return cls(
                     self.space, metric=self.metric, mode=self.mode, seed=tune.SEED,
-                    points_to_evaluate=tune.POINTS_TO_EVALUATE, max_concurrent=tune.MAX_CONCURRENT, **opts,
+                    points_to_evaluate=tune.POINTS_TO_EVALUATE, max_concurrent=tune.MAX_CONCURRENT,
+                    num_trials=tune.NUM_TRIALS, **opts,
                 )
             if kind == "scheduler":
                 return cls(
                     self.searcher, metric=self.metric, mode=self.mode, max_steps=self.max_steps, seed=tune.SEED, **opts
                 )
             return cls(self, **opts)
+        except ConfigError as exc:
+            if exc.file is None:  # raised by the component, which knows the key but not the file
+                exc.file = self._origin(exc.key or key)
+                exc.args = (exc._format(),)
+            raise
         except (ValueError, TypeError) as exc:
             raise ConfigError(str(exc), file=self._origin(key), key=key) from None
 
@@ -692,6 +698,7 @@ class Experiment:
         return summary
 
     def close(self) -> None:
+        self.searcher.close()
         if self.journal is not None:
             self.journal.close()
         if self._lock is not None:

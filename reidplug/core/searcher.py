@@ -30,6 +30,9 @@ class Searcher:
     #: Option name (upper case) -> default; set in the config section TUNE.<NAME>.
     OPTIONS: dict[str, Any] = {}
 
+    #: True once the searcher has nothing more to propose (a used-up grid): no more trials.
+    finished: bool = False
+
     def __init__(
         self,
         space: SearchSpace,
@@ -39,6 +42,7 @@ class Searcher:
         seed: int | None = None,
         points_to_evaluate=(),
         max_concurrent: int = 1,
+        num_trials: int | None = None,
     ):
         if mode not in ("max", "min"):
             raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
@@ -47,6 +51,7 @@ class Searcher:
         self.mode = mode
         self.seed = seed
         self.max_concurrent = max_concurrent
+        self.num_trials = num_trials  # the experiment's trial budget, for searchers that plan with it
         self._points = [dict(p) for p in points_to_evaluate]
         self.live: dict[int, dict] = {}  # trial id -> params, for suggestions not yet completed
 
@@ -86,6 +91,9 @@ class Searcher:
 
     def rng(self) -> np.random.Generator:
         return np.random.default_rng(self.seed)
+
+    def close(self) -> None:
+        """Release threads or processes the searcher started; called when the experiment ends."""
 
     # -- state
     def state_dict(self) -> dict:

@@ -62,7 +62,7 @@ class Choice(Domain):
         self.values = list(values)
 
     def sample(self, rng):
-        return self.values[int(rng.integers(len(self.values)))]
+        return _copy(self.values[int(rng.integers(len(self.values)))])
 
     def index(self, value) -> int:
         # Prefer an exact type match so that True and 1 stay different values.
@@ -78,7 +78,7 @@ class Choice(Domain):
         return (self.index(value) + 0.5) / len(self.values)
 
     def from_unit(self, u):
-        return self.values[min(int(u * len(self.values)), len(self.values) - 1)]
+        return _copy(self.values[min(int(u * len(self.values)), len(self.values) - 1)])
 
     def contains(self, value):
         return any(v == value for v in self.values)
@@ -91,6 +91,13 @@ class Choice(Domain):
 
     def spec(self):
         return {"choice": list(self.values)}
+
+
+def _copy(value):
+    """A list or mapping value is handed out as a copy, so a trial cannot change the space."""
+    import copy
+
+    return copy.deepcopy(value) if isinstance(value, (list, dict)) else value
 
 
 class _Bounded(Domain):
@@ -121,13 +128,16 @@ class _Bounded(Domain):
 
     def from_unit(self, u):
         lo, hi = self._fwd(self.low), self._fwd(self.high)
-        return self._quantize(self._inv(lo + min(max(float(u), 0.0), 1.0) * (hi - lo)))
+        # exp(log(x)) can land a rounding error outside [low, high]
+        x = min(max(self._inv(lo + min(max(float(u), 0.0), 1.0) * (hi - lo)), self.low), self.high)
+        return self._quantize(x)
 
     def contains(self, value):
         return isinstance(value, (int, float)) and not isinstance(value, bool) and self.low <= value <= self.high
 
     def clip(self, value):
-        return self._quantize(min(max(value, self.low), self.high))
+        x = self._quantize(min(max(value, self.low), self.high))
+        return float(x) if self.q is None else x
 
     def spec(self):
         args = [self.low, self.high] + ([self.q] if self.q is not None else [])

@@ -1,0 +1,115 @@
+"""The third-party skopt package, installed for real: found through its entry point only, listed, blockable."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("skopt")
+
+PACKAGE = Path(__file__).resolve().parents[1] / "plugins_contrib" / "reidplug-skopt"
+
+ASK_TELL = """
+import json
+from reidplug.core.manager import get_plugin_manager
+from reidplug.core.space import SearchSpace
+
+pm = get_plugin_manager()
+searchers = pm.registry("searcher")
+out = {"names": searchers.names()}
+if "skopt" in searchers:
+    origin = pm.origins["skopt"]
+    out["origin"] = [origin.distribution, origin.version, origin.builtin, origin.components]
+    space = SearchSpace.parse({"x": {"uniform": [0.0, 1.0]}, "c": {"choice": ["a", "b"]}}, schema=False)
+    s = searchers.get("skopt")(space, seed=0, max_concurrent=2, n_initial_points=2, base_estimator="ET")
+    points = []
+    for tid in range(4):
+        p = s.suggest(tid)
+        points.append(p)
+        s.on_complete(tid, {"score": p["x"]})
+    out["points"] = points
+print(json.dumps(out))
+"""
+
+
+def in_plain_environment() -> bool:
+    try:
+        importlib.metadata.distribution("reidplug-skopt")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """The package pip-installed into its own folder, from a copy so that the checkout stays clean."""
+    root = tmp_path_factory.mktemp("contrib")
+    source = root / "src"
+    shutil.copytree(PACKAGE, source, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "build"))
+    target = root / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--target", str(target), str(source)],
+        check=True, capture_output=True, timeout=300,
+    )
+    return target
+
+
+def _env(site=None, **extra):
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "REIDPLUG_DISABLE_PLUGINS")}
+    if site is not None:
+        env["PYTHONPATH"] = str(site)
+    env.update(extra)
+    return env
+
+
+def _python(code, env, cwd):
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_found_through_its_entry_point_and_runs_ask_tell(site, tmp_path):
+    out = _python(ASK_TELL, _env(site), tmp_path)
+    assert "skopt" in out["names"]
+    assert out["origin"] == ["reidplug-skopt", "0.1.0", False, {"searcher": ["skopt"]}]
+    assert len(out["points"]) == 4 and all(0.0 <= p["x"] <= 1.0 and p["c"] in ("a", "b") for p in out["points"])
+    assert (site / "reidplug_skopt-0.1.0.dist-info" / "entry_points.txt").read_text().count("skopt = reidplug_skopt")
+
+
+@pytest.mark.slow
+def test_absent_without_the_install_and_blocked_by_name(site, tmp_path):
+    blocked = _python(ASK_TELL, _env(site, REIDPLUG_DISABLE_PLUGINS="skopt"), tmp_path)
+    assert "skopt" not in blocked["names"] and "random" in blocked["names"]
+    if not in_plain_environment():
+        assert "skopt" not in _python(ASK_TELL, _env(), tmp_path)["names"]
+
+
+@pytest.mark.slow
+def test_the_cli_lists_it(site, tmp_path):
+    done = subprocess.run([sys.executable, "-m", "reidplug", "plugins", "--json"], check=False, capture_output=True, text=True,
+                          env=_env(site), cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = {row["name"]: row for row in json.loads(done.stdout)}
+    assert rows["skopt"] == {"name": "skopt", "version": "0.1.0", "distribution": "reidplug-skopt", "builtin": False,
+                             "components": {"searcher": ["skopt"]}}
+    assert rows["searchers.hyperopt"]["builtin"] and rows["searchers.hyperopt"]["components"] == {
+        "searcher": ["hyperopt"]}
+
+
+@pytest.mark.slow
+def test_the_packages_own_tests_pass_against_the_install(site, tmp_path):
+    tests = tmp_path / "tests"
+    shutil.copytree(PACKAGE / "tests", tests, ignore=shutil.ignore_patterns("__pycache__"))
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests)], check=False,
+                          capture_output=True, text=True, env=_env(site), cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert " passed" in done.stdout and "skipped" not in done.stdout  # the entry-point test ran too
