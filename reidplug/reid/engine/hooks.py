@@ -75,9 +75,9 @@ class ProgressHook(HookBase):
             self.flush(now)
 
     def after_epoch(self):
-        self.flush(time.perf_counter())
+        self.flush(time.perf_counter(), epoch_done=True)
 
-    def flush(self, now: float) -> None:
+    def flush(self, now: float, epoch_done: bool = False) -> None:
         if not self._count:
             return
         loop = self.loop
@@ -99,7 +99,7 @@ class ProgressHook(HookBase):
         if self.echo:
             eta = _hms(row["eta_s"]) if row["eta_s"] is not None else "?"
             print(
-                f"epoch {loop.epoch + 1}/{loop.max_epoch} iter {loop.iter} loss {row.get('total_loss', float('nan')):.4f} "
+                f"epoch {loop.epoch if epoch_done else loop.epoch + 1}/{loop.max_epoch} iter {loop.iter} loss {row.get('total_loss', float('nan')):.4f} "
                 f"lr {row['lr']:.2e} {row['images_per_s']:.1f} img/s eta {eta}"
                 + (f" skipped {row['skipped_steps']}" if row["skipped_steps"] else "")
                 + (f" amp-overflow {row['overflow_steps']}" if row["overflow_steps"] else ""),
