@@ -37,7 +37,7 @@ def test_bad_input(case, tmp_path, request):
     spec = yaml.safe_load((CORPUS / case / "case.yml").read_text())
     work = tmp_path / case
     shutil.copytree(CORPUS / case, work)
-    env = {}
+    env = dict(spec.get("env", {}))
     setup = spec.get("setup", "")
     if setup == "broken_plugin":
         env["PYTHONPATH"] = str(request.getfixturevalue("broken_site"))

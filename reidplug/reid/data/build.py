@@ -28,6 +28,12 @@ def build_dataset(cfg, name: str, *, config_key: str = "DATASETS.NAMES") -> ReID
     """The dataset registered as `name`, read from the dataset root."""
     factory = registry("dataset").get(name, config_key=config_key)
     root = dataset_root(cfg)
+    if getattr(factory, "needs_root", True) and not os.path.isdir(root):
+        origins = getattr(cfg, "origins", None)
+        where = origins.of("DATASETS.ROOT") if origins is not None and cfg.DATASETS.ROOT else None
+        how = "DATASETS.ROOT" if cfg.DATASETS.ROOT else f"${DATASETS_ENV} or DATASETS.ROOT"
+        raise ConfigError(f"no such folder: {root} (set {how} to the folder holding {name})", file=where,
+                          key="DATASETS.ROOT")
     from_config = getattr(factory, "from_config", None)
     return from_config(cfg, root) if from_config is not None else factory(root)
 

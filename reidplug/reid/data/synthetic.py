@@ -18,8 +18,6 @@ import json
 import multiprocessing
 import os
 import shutil
-import sys
-import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -560,7 +558,7 @@ def _write(tmp: Path, params: dict, *, progress: bool, label: str, workers: int 
         workers = min(os.cpu_count() or 1, 8) if len(shots) >= PARALLEL_FROM else 1
     chunks = [shots[i : i + 64] for i in range(0, len(shots), 64)]
     jobs = [(chunk, seed, height, width, cams) for chunk in chunks]
-    with _Progress(len(shots), f"synthesising {label}", enabled=progress) as bar:
+    with _progress_bar(len(shots), f"synthesising {label}", enabled=progress) as bar:
         if workers > 1:
             # spawn, not fork: the caller may be a training process with threads running
             pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
@@ -581,41 +579,16 @@ def _write(tmp: Path, params: dict, *, progress: bool, label: str, workers: int 
     return counts
 
 
-class _Progress:
-    """A rich progress bar on a terminal; a start and an end line otherwise (logs stay readable)."""
+def _progress_bar(total: int, label: str, *, enabled: bool):
+    import contextlib
 
-    def __init__(self, total: int, label: str, *, enabled: bool):
-        self.total, self.label, self.enabled = total, label, enabled
-        self._bar = None
-        self._task = None
+    from reidplug.core import progress as progress_mod
 
-    def __enter__(self):
-        self._t0 = time.perf_counter()
-        if not self.enabled:
-            return self
-        if sys.stderr.isatty():
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-            )
+    if not enabled:
+        return contextlib.nullcontext(_NoBar())
+    return progress_mod.bar(label, total, unit="images")
 
-            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True)
-            self._bar.start()
-            self._task = self._bar.add_task(self.label, total=self.total)
-        else:
-            print(f"{self.label}: {self.total} images ...", file=sys.stderr, flush=True)
-        return self
 
+class _NoBar:
     def advance(self, n: int = 1) -> None:
-        if self._bar is not None:
-            self._bar.advance(self._task, n)
-
-    def __exit__(self, *exc):
-        if self._bar is not None:
-            self._bar.stop()
-        if self.enabled and exc[0] is None:
-            print(f"{self.label}: {self.total} images in {time.perf_counter() - self._t0:.1f} s", file=sys.stderr, flush=True)
-        return False
+        pass

@@ -61,6 +61,7 @@ def load_file(path: str | Path, *, key: str | None = None) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, wrong format, unsafe pickle: all mean "not usable"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first.split(". ")[0]  # torch appends paragraphs of advice
         raise CheckpointError(f"{where}{path} is not a readable checkpoint (truncated or corrupt?): {first}") from None
 
 

@@ -54,7 +54,6 @@ class ReIDTraining:
 
         self.cfg = cfg
         self.output_dir = Path(output_dir)
-        self.output_dir.mkdir(parents=True, exist_ok=True)
         self.seed = cfg.SEED if seed is None else seed
         self.device = resolve_device(device or cfg.MODEL.DEVICE)
         if self.device.type == "cuda":
@@ -78,6 +77,8 @@ class ReIDTraining:
         if self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = build_optimizer(cfg, self.model)
+        # Only now that data and model are known to be usable does anything get written.
+        self.output_dir.mkdir(parents=True, exist_ok=True)
         self.schedule = LRSchedule(cfg.SOLVER)
         cls = registry("trainer").get(trainer_name(cfg), config_key="SOLVER.TRAINER")
         self.trainer = cls(self.model, self.optimizer, cfg, self.device)

@@ -27,6 +27,7 @@ class SyntheticMarket(Market1501):
 
     name = "SyntheticMarket"
     folders = ()
+    needs_root = False  # lives in the cache folder
 
     def __init__(
         self,
