@@ -1,8 +1,248 @@
 """BOHB's kernel-density model as a multi-fidelity searcher."""
 
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
 from reidplug.core.hookspecs import hookimpl
+from reidplug.core.searcher import Searcher
+
+#: The model's options and hpbandster's defaults; MIN_POINTS_IN_MODEL 0 means d + 1.
+KDE_OPTIONS = {
+    "TOP_N_PERCENT": 15,
+    "NUM_SAMPLES": 64,
+    "RANDOM_FRACTION": 1.0 / 3.0,
+    "BANDWIDTH_FACTOR": 3.0,
+    "MIN_BANDWIDTH": 1e-3,
+    "MIN_POINTS_IN_MODEL": 0,
+}
+
+_TINY = 1e-32  # densities are floored here before the ratio, as in hpbandster
+_LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+class KDE:
+    """A product-kernel density estimate on the unit cube.
+
+    Continuous dimensions (numbers, integers) use a Gaussian kernel; categorical ones
+    (stored as indices) use the Aitchison-Aitken kernel. Bandwidths follow the normal
+    reference rule 1.06 * std * n**(-1 / (4 + d)) (statsmodels' 'normal_reference').
+    """
+
+    def __init__(self, data: np.ndarray, levels: np.ndarray, min_bandwidth: float):
+        self.data = np.asarray(data, dtype=float)
+        n, d = self.data.shape
+        self.levels = levels
+        bw = 1.06 * self.data.std(axis=0) * n ** (-1.0 / (4 + d))
+        bw = np.maximum(bw, min_bandwidth)
+        cat = levels > 0
+        # Past (c - 1) / c the kernel would favour the other values over the observed one;
+        # statsmodels lets that happen (and then returns negative densities), we stop at uniform.
+        cap = np.where(cat, (np.maximum(levels, 1) - 1) / np.maximum(levels, 1), np.inf)
+        self.bw = np.minimum(bw, cap)
+        self._cont = np.flatnonzero(~cat)
+        self._cat = np.flatnonzero(cat & (levels > 1))  # a one-value choice carries no information
+
+    def logpdf(self, x: np.ndarray) -> np.ndarray:
+        """log density at each row of `x` (m, d)."""
+        x = np.atleast_2d(x)
+        total = np.zeros((x.shape[0], self.data.shape[0]))
+        for j in self._cont:
+            h = self.bw[j]
+            z = (x[:, j, None] - self.data[None, :, j]) / h
+            total += -0.5 * z * z - _LOG_SQRT_2PI - math.log(h)
+        for j in self._cat:
+            h, c = self.bw[j], self.levels[j]
+            same = x[:, j, None] == self.data[None, :, j]
+            total += np.where(same, math.log(max(1.0 - h, _TINY)), math.log(max(h / (c - 1), _TINY)))
+        peak = total.max(axis=1, keepdims=True)
+        return (peak[:, 0] + np.log(np.exp(total - peak).sum(axis=1))) - math.log(self.data.shape[0])
+
+
+class BOHBSearcher(Searcher):
+    """Tree-Parzen-like search with a good and a bad KDE fitted per budget (Falkner et al. 2018).
+
+    Learns from every result whose step is a budget (all steps unless a scheduler calls
+    `set_budgets`); samples from the model of the largest budget with enough points.
+    """
+
+    # TUNE.BOHB is also the bohb scheduler's section when both are chosen: the searcher
+    # accepts that scheduler's Hyperband keys and leaves them to it.
+    OPTIONS = {**KDE_OPTIONS, "MIN_BUDGET": 1, "MAX_BUDGET": 0, "ETA": 3}
+
+    def __init__(self, space, *, top_n_percent=15, num_samples=64, random_fraction=1.0 / 3.0, bandwidth_factor=3.0,
+                 min_bandwidth=1e-3, min_points_in_model=0, min_budget=None, max_budget=None, eta=None, **kwargs):
+        super().__init__(space, **kwargs)
+        if not 0 < top_n_percent < 100:
+            raise ValueError(f"TOP_N_PERCENT must be between 0 and 100, got {top_n_percent}")
+        if num_samples < 1:
+            raise ValueError(f"NUM_SAMPLES must be at least 1, got {num_samples}")
+        if not 0 <= random_fraction <= 1:
+            raise ValueError(f"RANDOM_FRACTION must be between 0 and 1, got {random_fraction}")
+        if bandwidth_factor <= 0 or min_bandwidth <= 0:
+            raise ValueError("BANDWIDTH_FACTOR and MIN_BANDWIDTH must be positive")
+        self.d = len(space)
+        self.top_n_percent = int(top_n_percent)
+        self.num_samples = int(num_samples)
+        self.random_fraction = float(random_fraction)
+        self.bandwidth_factor = float(bandwidth_factor)
+        self.min_bandwidth = float(min_bandwidth)
+        # Fewer than d + 1 points cannot fit a d-dimensional KDE; hpbandster raises it to d + 1 too.
+        self.min_points = max(int(min_points_in_model or 0), self.d + 1)
+        self.domains = list(space.domains.values())
+        self.levels = np.array([len(dom.values) if dom.categorical else 0 for dom in self.domains], dtype=int)
+        self.budgets: set[int] | None = None
+        self._X: dict[int, np.ndarray] = {}  # budget -> vectors (rows beyond _n unused)
+        self._y: dict[int, np.ndarray] = {}  # budget -> losses
+        self._n: dict[int, int] = {}
+        self.model_budgets: set[int] = set()  # budgets with enough points for a model
+        self._models: dict[int, tuple[KDE, KDE, int]] = {}  # budget -> (good, bad, points when fitted)
+        self._rng = np.random.default_rng(self.seed)
+        self.picks = {"model": 0, "random": 0}
+        self.last_pick: str | None = None
+
+    def set_budgets(self, budgets) -> None:
+        """Model only results at these steps (the scheduler's rungs)."""
+        self.budgets = {int(b) for b in budgets}
+
+    # ------------------------------------------------------------------ encoding
+
+    def encode(self, params: dict) -> np.ndarray:
+        """The model's vector: unit-cube coordinates, category indices for choices."""
+        return np.array([dom.index(params[name]) if dom.categorical else dom.to_unit(params[name])
+                         for name, dom in zip(self.space.domains, self.domains)], dtype=float)
+
+    def decode(self, vector) -> dict:
+        return {name: (dom.values[int(round(u))] if dom.categorical else dom.from_unit(u))
+                for (name, dom), u in zip(self.space.domains.items(), vector)}
+
+    # ------------------------------------------------------------------ learning
+
+    def on_result(self, trial_id, result):
+        step = int(result.get("step", 0))
+        if self.budgets is not None and step not in self.budgets:
+            return
+        self._observe(trial_id, step, self.loss(result))
+
+    def on_complete(self, trial_id, result=None, error=False):
+        if error:
+            # A crash counts as a bad configuration (+inf) at the budget it was running towards.
+            done = int((result or {}).get("step", 0))
+            later = sorted(b for b in self.budgets if b > done) if self.budgets is not None else [done + 1]
+            if later:
+                self._observe(trial_id, later[0], math.inf)
+        super().on_complete(trial_id, result, error)
+
+    def _observe(self, trial_id: int, budget: int, loss: float) -> None:
+        params = self.live.get(trial_id)
+        if params is None:
+            return
+        # Once a model exists for a larger budget, smaller budgets are no longer modelled (hpbandster).
+        if self.model_budgets and max(self.model_budgets) > budget:
+            return
+        n = self._n.get(budget, 0)
+        if budget not in self._X:
+            self._X[budget] = np.empty((16, self.d))
+            self._y[budget] = np.empty(16)
+        elif n == len(self._y[budget]):
+            self._X[budget] = np.concatenate([self._X[budget], np.empty_like(self._X[budget])])
+            self._y[budget] = np.concatenate([self._y[budget], np.empty_like(self._y[budget])])
+        self._X[budget][n] = self.encode(params)
+        self._y[budget][n] = loss if math.isfinite(loss) else math.inf
+        self._n[budget] = n + 1
+        n_good, n_bad = self._split(n + 1)
+        if n + 1 >= self.min_points and n_good > self.d and n_bad > self.d:
+            self.model_budgets.add(budget)
+
+    def _split(self, n: int) -> tuple[int, int]:
+        """Rows in the good and in the bad set for n points (hpbandster's formula, sets disjoint)."""
+        n_good = max(self.min_points, (self.top_n_percent * n) // 100)
+        n_bad = max(self.min_points, ((100 - self.top_n_percent) * n) // 100)
+        return min(n_good, n), max(min(n_bad, n - n_good), 0)
+
+    def model(self, budget: int | None = None) -> tuple[KDE, KDE] | None:
+        """The (good, bad) densities at `budget` (default: the largest budget with a model)."""
+        if budget is None:
+            if not self.model_budgets:
+                return None
+            budget = max(self.model_budgets)
+        n = self._n[budget]
+        cached = self._models.get(budget)
+        if cached is None or cached[2] != n:
+            X, y = self._X[budget][:n], self._y[budget][:n]
+            order = np.argsort(y, kind="stable")
+            n_good, n_bad = self._split(n)
+            good = KDE(X[order[:n_good]], self.levels, self.min_bandwidth)
+            bad = KDE(X[order[n_good:n_good + n_bad]], self.levels, self.min_bandwidth)
+            cached = self._models[budget] = (good, bad, n)
+        return cached[0], cached[1]
+
+    # ------------------------------------------------------------------ suggesting
+
+    def _suggest(self, trial_id):
+        pair = self.model()
+        if pair is None or self._rng.random() < self.random_fraction:
+            self.picks["random"] += 1
+            self.last_pick = "random"
+            return self.space.sample(self._rng)
+        good, bad = pair
+        vector = self._best_candidate(good, bad)
+        self.picks["model"] += 1
+        self.last_pick = "model"
+        return self.decode(vector)
+
+    def _best_candidate(self, good: KDE, bad: KDE) -> np.ndarray:
+        """Draw candidates around random good points; keep the one with the lowest bad/good density ratio."""
+        from scipy.special import ndtr, ndtri
+
+        rng, m = self._rng, self.num_samples
+        base = good.data[rng.integers(len(good.data), size=m)]
+        cand = base.copy()
+        cont = self.levels == 0
+        if cont.any():
+            # A normal around each good point truncated to [0, 1], drawn by inverting its CDF
+            # (the centre lies inside the interval, so this stays accurate).
+            mu = base[:, cont]
+            sd = good.bw[cont] * self.bandwidth_factor
+            lo, hi = ndtr(-mu / sd), ndtr((1 - mu) / sd)
+            u = lo + rng.random(mu.shape) * (hi - lo)
+            cand[:, cont] = np.clip(mu + sd * ndtri(u), 0.0, 1.0)
+        for j in np.flatnonzero(~cont):
+            resample = rng.random(m) >= 1.0 - good.bw[j]
+            cand[resample, j] = rng.integers(self.levels[j], size=int(resample.sum()))
+        log_l = np.maximum(good.logpdf(cand), math.log(_TINY))
+        log_g = np.maximum(bad.logpdf(cand), math.log(_TINY))
+        return cand[int(np.argmin(log_g - log_l))]
+
+    # ------------------------------------------------------------------ state
+
+    def state_dict(self):
+        return {
+            **super().state_dict(),
+            "data": {b: (self._X[b][:n].copy(), self._y[b][:n].copy()) for b, n in self._n.items()},
+            "model_budgets": set(self.model_budgets),
+            "budgets": None if self.budgets is None else set(self.budgets),
+            "rng": self._rng.bit_generator.state,
+            "picks": dict(self.picks),
+        }
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        self._X = {b: np.array(X, dtype=float).reshape(-1, self.d) for b, (X, _) in state["data"].items()}
+        self._y = {b: np.array(y, dtype=float) for b, (_, y) in state["data"].items()}
+        self._n = {b: len(y) for b, y in self._y.items()}
+        for b in self._X:  # keep room to grow
+            self._X[b] = np.concatenate([self._X[b], np.empty((16, self.d))])
+            self._y[b] = np.concatenate([self._y[b], np.empty(16)])
+        self.model_budgets = set(state["model_budgets"])
+        self.budgets = state["budgets"]
+        self._rng.bit_generator.state = state["rng"]
+        self.picks = dict(state["picks"])
+        self._models = {}
 
 
 @hookimpl
 def register_searchers(register):
-    pass  # filled in with the implementation
+    register("bohb", BOHBSearcher, description="BOHB's kernel-density model (learns from every budget)")

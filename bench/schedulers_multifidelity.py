@@ -1,0 +1,290 @@
+"""Multi-fidelity schedulers on simulated objectives: regret against cumulative budget.
+
+    python bench/schedulers_multifidelity.py            # 20 seeds, 50 max budgets per run
+    python bench/schedulers_multifidelity.py --quick    # 3 seeds, 8 max budgets (smoke run)
+
+Methods (TUNE.SCHEDULER + TUNE.SEARCHER): BOHB, BOHB on ASHA (bohb_async), Hyperband with
+random sampling, ASHA (Ray's stopping rule), random search and hyperopt's TPE, both under
+FIFO at the maximum budget. Every method runs through the Experiment's ask/tell API in
+this process, one trial at a time; pausing schedulers get real checkpoint folders (on
+/dev/shm when it exists) holding the simulated training state. The budget is counted
+exactly: one step is one unit, and a resumed trial goes on from its checkpoint.
+
+Problems (budgets 1..81 steps, eta 3; hpbandster's 9..729 samples with 9 samples a step):
+- counting ones: 8 binary choices and 8 continuous x_j in [0, 1]. After t steps the score
+  is sum(choices) + sum_j (mean of 9t Bernoulli(x_j) draws); the true value replaces the
+  means by x_j, the optimum is 16 and the regret is 16 - true value.
+- Hartmann-6 with fidelity: after t of T = 81 steps the score is -(f(x) + (1 - t/T) d(x) + e_t)
+  with f the Hartmann-6 function (minimum -3.32237), d(x) = 0.25 (f(1 - x) - f(x)) a bias
+  that pulls low budgets towards the mirrored landscape and vanishes at full budget, and
+  e_t the mean of t draws of N(0, 0.5^2) noise. The regret is f(x) - f*.
+
+The incumbent is hpbandster's: the best observed score among results at the largest step
+reached so far; its regret uses the true value. Prints the median and interquartile range
+of the regret at several budgets (in units of the maximum budget) and saves a plot to
+docs/img/schedulers_multifidelity.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing as mp
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+T = 81  # max budget in steps
+
+METHODS = {
+    "BOHB": {"SCHEDULER": "bohb", "BOHB": {"MIN_BUDGET": 1, "ETA": 3}},
+    "BOHB (ASHA)": {"SCHEDULER": "bohb_async", "BOHB_ASYNC": {"GRACE_PERIOD": 1, "REDUCTION_FACTOR": 3}},
+    "Hyperband": {"SCHEDULER": "hyperband", "SEARCHER": "random", "HYPERBAND": {"MIN_BUDGET": 1, "ETA": 3}},
+    "ASHA": {"SCHEDULER": "asha", "SEARCHER": "random", "ASHA": {"GRACE_PERIOD": 1, "REDUCTION_FACTOR": 3}},
+    "Random": {"SCHEDULER": "fifo", "SEARCHER": "random"},
+    "TPE (hyperopt)": {"SCHEDULER": "fifo", "SEARCHER": "hyperopt"},
+}
+
+
+# ---------------------------------------------------------------------- problems
+
+class CountingOnes:
+    name = "counting_ones"
+    space = {**{f"c{i}": {"choice": [0, 1]} for i in range(8)}, **{f"x{i}": {"uniform": [0.0, 1.0]} for i in range(8)}}
+
+    def init(self, params):
+        return {"sums": [0] * 8, "n": 0}
+
+    def step(self, params, state, rng):
+        draws = rng.random((9, 8)) < np.array([params[f"x{i}"] for i in range(8)])
+        sums = [s + int(d) for s, d in zip(state["sums"], draws.sum(axis=0))]
+        n = state["n"] + 9
+        state = {"sums": sums, "n": n}
+        score = sum(params[f"c{i}"] for i in range(8)) + sum(s / n for s in sums)
+        return score, state
+
+    def regret(self, params):
+        return 16.0 - sum(params[f"c{i}"] for i in range(8)) - sum(params[f"x{i}"] for i in range(8))
+
+
+_H_A = np.array([[10, 3, 17, 3.5, 1.7, 8], [0.05, 10, 17, 0.1, 8, 14], [3, 3.5, 1.7, 10, 17, 8],
+                 [17, 8, 0.05, 10, 0.1, 14]])
+_H_P = 1e-4 * np.array([[1312, 1696, 5569, 124, 8283, 5886], [2329, 4135, 8307, 3736, 1004, 9991],
+                        [2348, 1451, 3522, 2883, 3047, 6650], [4047, 8828, 8732, 5743, 1091, 381]])
+_H_ALPHA = np.array([1.0, 1.2, 3.0, 3.2])
+HARTMANN_MIN = -3.32237
+
+
+def hartmann6(x) -> float:
+    x = np.asarray(x, dtype=float)
+    return float(-np.sum(_H_ALPHA * np.exp(-np.sum(_H_A * (x - _H_P) ** 2, axis=1))))
+
+
+class Hartmann:
+    name = "hartmann6"
+    space = {f"x{i}": {"uniform": [0.0, 1.0]} for i in range(6)}
+
+    def init(self, params):
+        return {"noise": 0.0, "t": 0}
+
+    def step(self, params, state, rng):
+        x = np.array([params[f"x{i}"] for i in range(6)])
+        t = state["t"] + 1
+        noise = state["noise"] + float(rng.normal(0.0, 0.5))
+        f = hartmann6(x)
+        bias = 0.25 * (hartmann6(1.0 - x) - f)
+        value = f + (1 - t / T) * bias + noise / t
+        return -value, {"noise": noise, "t": t}
+
+    def regret(self, params):
+        return hartmann6([params[f"x{i}"] for i in range(6)]) - HARTMANN_MIN
+
+
+PROBLEMS = {"counting_ones": CountingOnes(), "hartmann6": Hartmann()}
+
+
+# ---------------------------------------------------------------------- driving an experiment
+
+def _save(exp, trial, step, state) -> str:
+    from reidplug.core import checkpoints
+
+    path = exp.checkpoint_path(trial, step)
+    staging = checkpoints.staging_dir(path)
+    staging.mkdir(parents=True, exist_ok=True)
+    (staging / "state.json").write_text(json.dumps(state))
+    checkpoints.finalize(staging, path)
+    return path
+
+
+def drive(exp, problem, seed: int, max_steps_total: int, concurrency: int = 1, on_result=None) -> int:
+    """Run trials in this process until `max_steps_total` steps are spent; returns the steps spent.
+
+    Trial state lives in checkpoint folders, so resumes and PBT exploits restore exactly what
+    was saved. `on_result(trial, step, score, spent)` is called after every result.
+    """
+    from reidplug.core.trial import Decision, TrialStatus
+
+    running: dict[int, list] = {}
+    spent = 0
+    while spent < max_steps_total:
+        while len(running) < concurrency:
+            trial = exp.ask()
+            if trial is None:
+                break
+            if trial.restore_from:
+                state = json.loads((Path(trial.restore_from) / "state.json").read_text())
+                step = trial.checkpoint_step
+            else:
+                state, step = problem.init(trial.params), 0
+            running[trial.id] = [trial, state, step]
+        if not running:
+            break
+        for tid in list(running):
+            trial, state, step = running[tid]
+            step += 1
+            rng = np.random.default_rng([seed, trial.id, step, len(trial.results)])
+            score, state = problem.step(trial.params, state, rng)
+            running[tid][1:] = [state, step]
+            spent += 1
+            path = _save(exp, trial, step, state) if exp.wants_checkpoint(trial, step) else None
+            decision = exp.tell(trial, {"score": score}, checkpoint=path, step=step)
+            if on_result is not None:
+                on_result(trial, step, score, spent)
+            if trial.status == TrialStatus.ERROR or decision == Decision.STOP:
+                del running[tid]
+            elif decision == Decision.PAUSE:
+                if trial.status != TrialStatus.PAUSED:
+                    exp.mark_paused(trial, _save(exp, trial, step, state))
+                del running[tid]
+            if spent >= max_steps_total:
+                break
+    return spent
+
+
+def scratch_dir() -> str:
+    base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    return tempfile.mkdtemp(prefix="reidplug-bench-", dir=base)
+
+
+def run_one(args) -> dict:
+    method, problem_name, seed, units = args
+    from reidplug.core.experiment import Experiment
+
+    problem = PROBLEMS[problem_name]
+    out = scratch_dir()
+    tune = {"NAME": "run", "TRAINABLE": "noop", "NUM_TRIALS": 100000, "MAX_STEPS": T, "SEED": seed,
+            "REPORTERS": [], "CHECKPOINT_FREQ": 0, "SPACE": problem.space, **METHODS[method]}
+    exp = Experiment({"OUTPUT_DIR": out, "TUNE": tune})
+    curve: list[tuple[float, float]] = []
+    inc = {"step": 0, "score": -math.inf, "regret": math.inf}
+
+    def on_result(trial, step, score, spent):
+        if step > inc["step"] or (step == inc["step"] and score > inc["score"]):
+            inc.update(step=step, score=score, regret=problem.regret(trial.params))
+        curve.append((spent / T, inc["regret"]))
+
+    t0 = time.perf_counter()
+    try:
+        drive(exp, problem, seed, units * T, on_result=on_result)
+    finally:
+        exp.close()
+        shutil.rmtree(out, ignore_errors=True)
+    return {"method": method, "problem": problem_name, "seed": seed, "curve": curve,
+            "seconds": time.perf_counter() - t0, "trials": len(exp.trials)}
+
+
+def regret_at(curve, grid) -> np.ndarray:
+    budgets = np.array([b for b, _ in curve])
+    regrets = np.array([r for _, r in curve])
+    idx = np.searchsorted(budgets, grid, side="right") - 1
+    return np.where(idx >= 0, regrets[np.clip(idx, 0, None)], np.nan)
+
+
+# ---------------------------------------------------------------------- main
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="3 seeds, 8 max budgets")
+    parser.add_argument("--seeds", type=int, default=None)
+    parser.add_argument("--budget", type=float, default=None, help="max budgets per run")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--plot", default=str(Path(__file__).resolve().parents[1] / "docs" / "img" /
+                                              "schedulers_multifidelity.png"))
+    args = parser.parse_args(argv)
+    seeds = args.seeds or (3 if args.quick else 20)
+    units = args.budget or (8 if args.quick else 50)
+    methods = [m for m in args.methods.split(",") if m]
+    from reidplug.core.manager import plugin_manager
+
+    known = {e.name for e in plugin_manager().registry("searcher")}
+    methods = [m for m in methods if METHODS[m].get("SEARCHER", "random") in known]
+    tasks = [(m, p, s, units) for p in PROBLEMS for m in methods for s in range(seeds)]
+    print(f"{len(methods)} methods x {len(PROBLEMS)} problems x {seeds} seeds, {units:g} max budgets "
+          f"({units * T:g} steps) per run, {args.workers} processes", flush=True)
+    t0 = time.perf_counter()
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(args.workers) as pool:
+        runs = pool.map(run_one, tasks, chunksize=1)
+    print(f"done in {time.perf_counter() - t0:.0f} s\n")
+    marks = [units / 10, units / 4, units / 2, units]
+    grid = np.geomspace(1.0, units, 80)
+    summary = {}
+    for p in PROBLEMS:
+        print(f"{p}: median regret [IQR] at budget (units of the max budget)")
+        print(f"  {'method':16s}" + "".join(f"{m:>24g}" for m in marks) + f"{'s/run':>8s}")
+        for m in methods:
+            rs = [r for r in runs if r["problem"] == p and r["method"] == m]
+            at = np.array([regret_at(r["curve"], np.array(marks)) for r in rs])
+            cells = []
+            for j in range(len(marks)):
+                q1, med, q3 = np.nanpercentile(at[:, j], [25, 50, 75])
+                cells.append(f"{med:.4f} [{q1:.4f},{q3:.4f}]")
+            secs = np.mean([r["seconds"] for r in rs])
+            print(f"  {m:16s}" + "".join(f"{c:>24s}" for c in cells) + f"{secs:8.1f}")
+            curves = np.array([regret_at(r["curve"], grid) for r in rs])
+            summary[(p, m)] = np.nanpercentile(curves, [25, 50, 75], axis=0)
+        print()
+    for p in PROBLEMS:
+        if ("BOHB" in methods) and ("Hyperband" in methods):
+            b, h = summary[(p, "BOHB")][1][-1], summary[(p, "Hyperband")][1][-1]
+            print(f"{p}: final median regret BOHB {b:.4f} vs Hyperband {h:.4f} -> "
+                  f"{'BOHB better' if b < h else 'BOHB NOT better'}")
+    if args.plot:
+        plot(summary, methods, grid, args.plot, seeds, units)
+        print(f"plot: {args.plot}")
+
+
+def plot(summary, methods, grid, path, seeds, units):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(PROBLEMS), figsize=(12, 4.5))
+    for ax, p in zip(axes, PROBLEMS):
+        for m in methods:
+            q1, med, q3 = summary[(p, m)]
+            ax.plot(grid, med, label=m)
+            ax.fill_between(grid, q1, q3, alpha=0.15)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("cumulative budget (units of the max budget)")
+        ax.set_ylabel("simple regret")
+        ax.set_title(f"{p}: median and IQR over {seeds} seeds")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend()
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    main()

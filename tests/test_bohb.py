@@ -1,0 +1,186 @@
+"""BOHB's kernel-density model: hpbandster's training sets, densities, sampling, and use by the schedulers."""
+
+from __future__ import annotations
+
+import math
+import pickle
+
+import numpy as np
+import pytest
+from scipy.stats import norm
+
+from pbt_trainables import Curve, drive
+from reidplug.core.errors import ConfigError
+from reidplug.core.experiment import Experiment
+from reidplug.core.searcher import Searcher
+from reidplug.core.space import SearchSpace
+from reidplug.plugins.schedulers.bohb import BOHBScheduler
+from reidplug.plugins.searchers.bohb import KDE, BOHBSearcher
+
+SPACE = SearchSpace.parse({
+    "x": {"uniform": [0.0, 1.0]},
+    "y": {"loguniform": [1e-4, 1e-1]},
+    "n": {"randint": [1, 9]},
+    "c": {"choice": ["a", "b", "c"]},
+}, schema=False)
+
+
+def loss(params):
+    """Best at x = 0.2, y = 1e-3, n = 7, c = 'b'."""
+    return ((params["x"] - 0.2) ** 2 + (math.log10(params["y"]) + 3) ** 2 / 9 + (params["n"] - 7) ** 2 / 64
+            + (params["c"] != "b") * 0.3)
+
+
+def feed(searcher, n, budget=9, start=0):
+    """Suggest and report n configurations at one budget; returns [(trial id, params, pick)]."""
+    out = []
+    for tid in range(start, start + n):
+        params = searcher.suggest(tid)
+        out.append((tid, params, searcher.last_pick))
+        searcher.on_result(tid, {"score": -loss(params), "step": budget})
+        searcher.on_complete(tid, {"score": -loss(params), "step": budget})
+    return out
+
+
+def test_training_set_sizes_follow_hpbandster():
+    s = BOHBSearcher(SPACE, seed=0)
+    assert s.min_points == len(SPACE) + 1 == 5
+    for n in (5, 9, 10, 33, 34, 100, 1000):
+        n_good = max(5, (15 * n) // 100)
+        n_bad = max(5, (85 * n) // 100)
+        assert s._split(n) == (min(n_good, n), max(min(n_bad, n - n_good), 0))
+    # A model needs more than d rows in both sets: 2 * (d + 1) points with the defaults.
+    s.set_budgets([9])
+    feed(s, 9)
+    assert s.model_budgets == set()
+    feed(s, 1, start=9)
+    assert s.model_budgets == {9}
+
+
+def test_kde_matches_a_direct_product_kernel():
+    rng = np.random.default_rng(1)
+    data = np.column_stack([rng.random(12), rng.random(12), rng.integers(0, 3, 12)])
+    kde = KDE(data, np.array([0, 0, 3]), 1e-3)
+    std = data.std(axis=0)
+    bw = 1.06 * std * 12 ** (-1 / 7)
+    assert kde.bw[:2] == pytest.approx(bw[:2])
+    assert kde.bw[2] == pytest.approx(min(bw[2], 2 / 3))
+    for x in rng.random((5, 3)) * [1, 1, 0] + [0, 0, 1]:
+        h = kde.bw
+        terms = (norm.pdf((x[0] - data[:, 0]) / h[0]) / h[0] * norm.pdf((x[1] - data[:, 1]) / h[1]) / h[1]
+                 * np.where(data[:, 2] == x[2], 1 - h[2], h[2] / 2))
+        assert math.exp(kde.logpdf(x[None])[0]) == pytest.approx(terms.mean(), rel=1e-9)
+
+
+def test_random_until_the_model_has_enough_points_then_mostly_model():
+    s = BOHBSearcher(SPACE, seed=0)
+    s.set_budgets([9])
+    first = feed(s, 9)
+    assert {pick for _, _, pick in first} == {"random"}
+    feed(s, 31, start=9)  # 40 points at budget 9
+    picks = feed(s, 300, start=100)
+    share = sum(p == "model" for _, _, p in picks) / 300
+    assert 0.58 < share < 0.76  # 1 - RANDOM_FRACTION = 2/3
+
+
+def test_model_suggestions_concentrate_in_the_good_region():
+    s = BOHBSearcher(SPACE, seed=3)
+    s.set_budgets([9])
+    feed(s, 60)
+    picks = [(p, pick) for _, p, pick in feed(s, 200, start=100)]
+    model = [loss(p) for p, pick in picks if pick == "model"]
+    random = [loss(p) for p, pick in picks if pick == "random"]
+    assert np.median(model) < 0.5 * np.median(random)
+    model_params = [p for p, pick in picks if pick == "model"]
+    assert np.mean([p["c"] == "b" for p in model_params]) > 0.7
+    assert np.median([abs(p["x"] - 0.2) for p in model_params]) < 0.15
+    for p in model_params:  # every suggestion lies in its domains, typed as the domain gives them
+        assert SPACE.contains(p) and isinstance(p["n"], int)
+
+
+def test_the_largest_budget_with_a_model_is_used_and_smaller_ones_are_frozen():
+    s = BOHBSearcher(SPACE, seed=0)
+    s.set_budgets([1, 3, 9])
+    feed(s, 30, budget=1)
+    assert s.model_budgets == {1}
+    feed(s, 10, budget=3, start=100)
+    assert s.model_budgets == {1, 3}
+    good, _ = s.model()
+    assert len(good.data) == 5 and s._n[3] == 10
+    before = s._n[1]
+    feed(s, 5, budget=1, start=200)
+    assert s._n[1] == before  # not modelled any more: a model exists for a larger budget
+    s.on_result(999, {"score": 1.0, "step": 2})  # not a budget
+    assert 2 not in s._n
+
+
+def test_crashes_and_non_finite_results_count_as_bad():
+    s = BOHBSearcher(SPACE, seed=0)
+    s.set_budgets([1, 3])
+    params = s.suggest(1)
+    s.on_result(1, {"score": 0.5, "step": 1})
+    s.on_complete(1, {"score": 0.5, "step": 1}, error=True)  # crashed on its way to budget 3
+    assert s._y[3][0] == math.inf and s._y[1][0] == -0.5
+    s.suggest(2)
+    s.on_result(2, {"score": float("nan"), "step": 1})
+    assert s._y[1][1] == math.inf
+    assert s.decode(s._X[3][0]) == params
+
+
+def test_state_round_trip_gives_the_same_suggestions():
+    s = BOHBSearcher(SPACE, seed=4)
+    s.set_budgets([9])
+    feed(s, 25)
+    state = pickle.loads(pickle.dumps(s.state_dict()))
+    t = BOHBSearcher(SPACE, seed=99)
+    t.load_state_dict(state)
+    assert [s.suggest(i) for i in range(500, 520)] == [t.suggest(i) for i in range(500, 520)]
+    assert s.picks == t.picks
+
+
+def test_bohb_scheduler_brings_its_model(tmp_path):
+    cfg = {"OUTPUT_DIR": str(tmp_path), "TUNE": {
+        "NAME": "exp", "TRAINABLE": "noop", "NUM_TRIALS": 40, "MAX_STEPS": 9, "REPORTERS": [], "SEED": 2,
+        "CHECKPOINT_FREQ": 0, "SCHEDULER": "bohb", "BOHB": {"ETA": 3, "MIN_BUDGET": 1, "TOP_N_PERCENT": 20},
+        "SPACE": {"x": {"uniform": [0.0, 1.0]}}}}
+    exp = Experiment(cfg)
+    assert isinstance(exp.searcher, BOHBSearcher) and exp.scheduler.searcher is exp.searcher
+    assert exp.searcher.top_n_percent == 20 and exp.searcher.budgets == {1, 3, 9}
+    drive(exp, Curve, concurrency=2)
+    assert exp.searcher.picks["model"] > 5
+    model_x = [t.params["x"] for t in exp.trials.values() if t.id > 20]
+    assert np.median(np.abs(np.array(model_x) - 0.3)) < 0.2  # Curve is best at x = 0.3
+    assert exp.journal.load_state("searcher")["picks"] == exp.searcher.picks
+    exp.close()
+
+
+def test_bohb_refuses_another_searcher():
+    class Other(Searcher):
+        def _suggest(self, trial_id):
+            return {}
+
+    with pytest.raises(ValueError, match="samples with its own model"):
+        BOHBScheduler(Other(SPACE), max_steps=9)
+
+
+def test_bohb_async_runs_asha_with_the_model(tmp_path):
+    cfg = {"OUTPUT_DIR": str(tmp_path), "TUNE": {
+        "NAME": "exp", "TRAINABLE": "noop", "NUM_TRIALS": 30, "MAX_STEPS": 9, "REPORTERS": [], "SEED": 2,
+        "CHECKPOINT_FREQ": 0, "SCHEDULER": "bohb_async", "BOHB_ASYNC": {"REDUCTION_FACTOR": 3, "NUM_SAMPLES": 32},
+        "SPACE": {"x": {"uniform": [0.0, 1.0]}}}}
+    exp = Experiment(cfg)
+    assert exp.searcher.budgets == {1, 3, 9} and exp.searcher.num_samples == 32
+    drive(exp, Curve, concurrency=2)
+    assert exp.searcher.picks["model"] > 0
+    with pytest.raises(ConfigError, match="unknown option"):
+        Experiment({**cfg, "TUNE": {**cfg["TUNE"], "NAME": "b", "BOHB_ASYNC": {"ETA": 3}}})
+    exp.close()
+
+
+def test_bohb_searcher_and_scheduler_share_their_section(tmp_path):
+    cfg = {"OUTPUT_DIR": str(tmp_path), "TUNE": {
+        "TRAINABLE": "noop", "MAX_STEPS": 27, "SEARCHER": "bohb", "SCHEDULER": "bohb",
+        "BOHB": {"ETA": 3, "MIN_BUDGET": 3, "TOP_N_PERCENT": 25}, "SPACE": {"x": {"uniform": [0.0, 1.0]}}}}
+    exp = Experiment(cfg, dry_run=True)
+    assert exp.scheduler.searcher is exp.searcher and exp.searcher.top_n_percent == 25
+    assert [b["steps"] for b in exp.scheduler.plan()] == [[3, 9, 27], [9, 27], [27]]
