@@ -84,9 +84,12 @@ def main() -> None:
     ap.add_argument("--ray-trials", type=int, default=100, help="Ray Tune is slow per trial; fewer keep it short")
     ap.add_argument("--skip-ray", action="store_true")
     ap.add_argument("--skip-optuna", action="store_true")
+    ap.add_argument("--dir", default="/dev/shm" if os.path.isdir("/dev/shm") else None,
+                    help="where the experiments are written (default: /dev/shm, a RAM disk, so that "
+                         "the disk's write-back does not decide the figure; pass a disk folder to include it)")
     args = ap.parse_args()
 
-    out = tempfile.mkdtemp(prefix="reidplug-overhead-")
+    out = tempfile.mkdtemp(prefix="reidplug-overhead-", dir=args.dir)
     rows = []
     try:
         rows.append(("reidplug (local executor)", args.trials, run_reidplug(args.trials, args.concurrency, out)))

@@ -122,3 +122,28 @@ def test_yaml_round_trip_and_with_params():
     assert tuned.SOLVER.BASE_LR == 0.01 and tuned.DATALOADER.NUM_INSTANCE == 8
     with pytest.raises(ConfigError, match="not divisible"):
         with_params(cfg, {"DATALOADER.NUM_INSTANCE": 6})
+
+
+def test_flat_parameter_yaml_reads_back_exactly():
+    import math
+    import random
+
+    import yaml
+
+    from reidplug.core.config import _flat_yaml, to_yaml
+
+    rng = random.Random(0)
+    values = [1e-05, 2, True, False, None, 1.5, 1e20, -3.25e-300, math.inf, -math.inf, 5e-324, -0.0, "Adam", "x-y.z"]
+    values += [10 ** rng.uniform(-300, 300) * rng.choice([-1, 1]) for _ in range(2000)]
+    values += [rng.randint(-10**12, 10**12) for _ in range(200)]
+    data = {f"k{i}": v for i, v in enumerate(values)}
+    text = _flat_yaml(data)
+    assert text is not None
+    back = yaml.safe_load(text)
+    for key, value in data.items():
+        assert back[key] == value and type(back[key]) is type(value), (key, value, back[key])
+    assert math.isnan(yaml.safe_load(to_yaml({"x": math.nan}))["x"])
+    # Strings YAML would read as something else take the general path, quoted.
+    for word in ("yes", "Null", "12", "1e5", ".inf", "0x1F", "a b"):
+        assert _flat_yaml({"s": word}) is None
+        assert yaml.safe_load(to_yaml({"s": word})) == {"s": word}

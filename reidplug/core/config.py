@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 import os
 import re
 import types
@@ -397,7 +398,57 @@ def with_params(cfg: Config, params: dict[str, Any], *, source: str = "<trial>")
 
 def to_yaml(cfg: Config | dict) -> str:
     data = unstructure(cfg) if not isinstance(cfg, dict) else cfg
+    flat = _flat_yaml(data)
+    if flat is not None:
+        return flat
     return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=100)
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*\Z")
+
+
+def _flat_yaml(data: dict) -> str | None:
+    """A flat mapping of scalars, written without PyYAML's representers.
+
+    Every trial writes its parameters; for a cheap trainable the general dumper is
+    a noticeable part of the per-trial cost. Anything that is not a plain key with
+    an int, float, bool, None or identifier-like string value goes through the general dumper.
+    """
+    lines = []
+    for key, value in data.items():
+        if not isinstance(key, str) or not _PLAIN_KEY.match(key) or key.lower() in _YAML_WORDS:
+            return None
+        if value is None:
+            text = "null"
+        elif isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, int):
+            text = str(value)
+        elif isinstance(value, float):
+            text = _yaml_float(value)
+        elif isinstance(value, str) and _PLAIN_KEY.match(value) and value.lower() not in _YAML_WORDS:
+            text = value
+        else:
+            return None
+        lines.append(f"{key}: {text}\n")
+    return "".join(lines) if lines else None
+
+
+_YAML_WORDS = {"null", "true", "false", "yes", "no", "on", "off", "~"}  # as PyYAML resolves them
+
+
+def _yaml_float(value: float) -> str:
+    if math.isnan(value):
+        return ".nan"
+    if math.isinf(value):
+        return ".inf" if value > 0 else "-.inf"
+    text = repr(value)
+    mantissa, e, exponent = text.partition("e")
+    if "." not in mantissa:  # YAML 1.1 reads 1e-05 as a string
+        mantissa += ".0"
+    if e and exponent[0] not in "+-":
+        exponent = "+" + exponent
+    return mantissa + (e + exponent if e else "")
 
 
 def schema_keys(cls=Config, prefix: str = "") -> dict[str, Any]:

@@ -68,6 +68,7 @@ class Experiment:
         default_name = Path(source).stem if source and not source.startswith("<") else "experiment"
         self.name = tune.NAME = tune.NAME or default_name
         self.dir = Path(cfg.OUTPUT_DIR) / self.name
+        self._trial_dirs: dict[int, Path] = {}
         # Checkpoints may live on storage shared by all nodes while the journal stays on local disk
         # (SQLite's locking and network file systems do not mix well).
         self.storage = Path(tune.STORAGE) / self.name if tune.STORAGE else self.dir
@@ -117,7 +118,18 @@ class Experiment:
             except UserError as exc:
                 raise ConfigError(str(exc), file=self._origin("TUNE.TRAINABLE"), key="TUNE.TRAINABLE") from None
         else:
-            self.component("trainable", self.trainable, "TUNE.TRAINABLE")
+            entry = self.component("trainable", self.trainable, "TUNE.TRAINABLE")
+            # Workers get an import reference when there is one, so that they need not scan
+            # the installed plugins themselves (a third of a second per worker start).
+            ref = entry.factory if isinstance(entry.factory, str) else _importable_ref(entry.factory)
+            if ref:
+                self.launch_trainable = ref
+
+    launch_trainable: Any = None
+
+    def trainable_for_workers(self) -> Any:
+        """What a LaunchSpec carries: an import reference where one exists, else the name or object."""
+        return self.launch_trainable or self.trainable
 
     def _origin(self, key: str) -> str | None:
         return getattr(self.cfg, "origins", Origins()).of(key)
@@ -293,7 +305,10 @@ class Experiment:
         return self._next_id
 
     def trial_dir(self, trial: Trial) -> Path:
-        return self.dir / trial.name
+        path = self._trial_dirs.get(trial.id)
+        if path is None:  # pathlib joins are slow enough to show in the per-trial overhead
+            path = self._trial_dirs[trial.id] = self.dir / trial.name
+        return path
 
     def active(self) -> list[Trial]:
         return [t for t in self.trials.values() if t.status in _ACTIVE]
@@ -358,7 +373,10 @@ class Experiment:
                 text = to_yaml(params)
         else:
             text = to_yaml(params)
-        _atomic_write(tdir / "config.yaml", text)
+        # No temporary file needed: until the journal commits below, the trial does not exist,
+        # and a restart that creates it again rewrites this file.
+        with open(tdir / "config.yaml", "w") as f:
+            f.write(text)
         with self.journal.transaction():
             if problem:
                 trial.status, trial.error = TrialStatus.ERROR, problem
@@ -377,28 +395,40 @@ class Experiment:
         while True:
             if self._restarts:
                 trial = self._restarts.pop(0)
+            elif self._stopped_reason or self.out_of_time():
+                return None
             else:
-                if self._stopped_reason or self.out_of_time():
-                    return None
-                trial = self.scheduler.next_trial()
+                # Creating a trial and marking it RUNNING share one commit: a crash in
+                # between leaves no trial at all, which is as good as a fresh start.
+                with self.journal.transaction():
+                    trial = self.scheduler.next_trial()
+                    if trial is not None and trial.status != TrialStatus.ERROR:
+                        self._mark_running(trial)
                 if trial is None:
                     return None
+                if trial.status == TrialStatus.ERROR:
+                    continue  # rejected configuration; already reported
+                self.hook.on_trial_start(trial=trial)
+                return trial
             if trial.status == TrialStatus.ERROR:
-                continue  # rejected configuration; already reported
+                continue
             self.start(trial)
             return trial
 
     def start(self, trial: Trial) -> None:
+        with self.journal.transaction():
+            self._mark_running(trial)
+        self.hook.on_trial_start(trial=trial)
+
+    def _mark_running(self, trial: Trial) -> None:
         if trial.status == TrialStatus.PAUSED:
             if trial.restore_from is None or ckpt.verify(trial.restore_from) is not None:
                 trial.restore_from = self.good_checkpoint(trial)
         resumed = trial.status != TrialStatus.PENDING or trial.results
         trial.status = TrialStatus.RUNNING
-        with self.journal.transaction():
-            self.journal.save_trial(trial)
-            if resumed:  # choosing a paused trial may have changed the scheduler's state
-                self.journal.save_state("scheduler", self.scheduler.state_dict())
-        self.hook.on_trial_start(trial=trial)
+        self.journal.save_trial(trial)
+        if resumed:  # choosing a paused trial may have changed the scheduler's state
+            self.journal.save_state("scheduler", self.scheduler.state_dict())
 
     def tell(self, trial: Trial, metrics: dict, *, checkpoint: str | None = None, step: int | None = None,
              time_s: float | None = None) -> Decision:
@@ -787,3 +817,10 @@ def _atomic_write(path: Path, text: str) -> None:
         f.write(text)
     os.replace(tmp, path)
 
+
+
+def _importable_ref(obj: Any) -> str | None:
+    module, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", "")
+    if not module or not qualname or "<" in qualname or module == "__main__":
+        return None
+    return f"{module}:{qualname}"

@@ -121,7 +121,7 @@ class Tuner:
             restore_from=restore,
             start_step=start_step,
         )
-        spec = LaunchSpec(trial.id, exp.trainable, dict(trial.params), context)
+        spec = LaunchSpec(trial.id, exp.trainable_for_workers(), dict(trial.params), context)
         save_to = exp.checkpoint_path(trial, start_step + 1) if exp.wants_checkpoint(trial, start_step + 1) else None
         self.executor.launch(spec, save_to=save_to)
 

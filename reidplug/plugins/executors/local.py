@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing as mp
 import os
+import selectors
 import sys
 import time
 import traceback
-from multiprocessing.connection import wait
 from pathlib import Path
 
 from reidplug.core.executor import ErrorEvent, Executor, LaunchSpec, ResultEvent, SavedEvent
@@ -42,6 +43,7 @@ class LocalExecutor(Executor):
         gpu = float(self.resources.get("gpu", 0) or 0)
         self.slots = [_Slot(i, gpu_assignment(i, gpu, gpus)) for i in range(self._num_slots(gpu, gpus))]
         self._by_trial: dict[int, _Slot] = {}
+        self._selector: selectors.BaseSelector | None = None
 
     def _num_slots(self, gpu: float, gpus: int) -> int:
         if gpu <= 0:
@@ -64,6 +66,9 @@ class LocalExecutor(Executor):
 
     def _worker(self, slot: _Slot):
         if slot.proc is None or not slot.proc.is_alive():
+            self._forget(slot)
+            if slot.conn is not None:
+                slot.conn.close()
             parent, child = self.ctx.Pipe()
             env = {"CUDA_VISIBLE_DEVICES": slot.gpu, "CPU_THREADS": str(max(int(self.resources.get("cpu", 1)), 1))}
             proc = self.ctx.Process(target=worker_main, args=(child, env), daemon=True,
@@ -107,20 +112,33 @@ class LocalExecutor(Executor):
             if timeout:
                 time.sleep(min(timeout, 0.05))
             return []
-        waitables = {}
+        # One selector for the life of the workers: building one per call (as
+        # multiprocessing.connection.wait does) is a measurable part of a short trial.
+        if self._selector is None:
+            self._selector = selectors.DefaultSelector()
+        watched = self._selector.get_map()
         for s in busy:
-            waitables[s.conn] = s
-            waitables[s.proc.sentinel] = s
-        ready = wait(list(waitables), timeout)
+            if s.conn.fileno() not in watched:
+                self._selector.register(s.conn, selectors.EVENT_READ, s)
+                self._selector.register(s.proc.sentinel, selectors.EVENT_READ, s)
         events = []
         seen = set()
-        for obj in ready:
-            slot = waitables[obj]
+        for key, _ in self._selector.select(timeout):
+            slot = key.data
             if slot.index in seen:
                 continue
             seen.add(slot.index)
             events.extend(self._drain(slot))
         return events
+
+    def _forget(self, slot: _Slot) -> None:
+        """Stop watching a worker that is gone (its sentinel would stay readable forever)."""
+        if self._selector is None or slot.conn is None:
+            return
+        for obj in (slot.conn, slot.proc.sentinel if slot.proc is not None else None):
+            if obj is not None:
+                with contextlib.suppress(KeyError, ValueError, OSError):
+                    self._selector.unregister(obj)
 
     def _drain(self, slot: _Slot) -> list:
         events = []
@@ -144,7 +162,11 @@ class LocalExecutor(Executor):
                     events.append(ErrorEvent(tid, message, tb, fault=False))
         except (EOFError, OSError):
             pass
-        if slot.proc is not None and not slot.proc.is_alive() and slot.trial_id is not None:
+        if slot.proc is not None and not slot.proc.is_alive():
+            self._forget(slot)
+            if slot.trial_id is None:
+                slot.proc = None  # an idle worker died: the next launch starts a new one
+                return events
             tid = slot.trial_id
             code = slot.proc.exitcode
             self._by_trial.pop(tid, None)
@@ -161,6 +183,9 @@ class LocalExecutor(Executor):
             slot.proc.kill()
 
     def shutdown(self) -> None:
+        if self._selector is not None:
+            self._selector.close()
+            self._selector = None
         for slot in self.slots:
             if slot.proc is None:
                 continue
@@ -268,9 +293,10 @@ class TrialRunner:
 
         self.spec = spec
         self._redirect(Path(spec.context.trial_dir) / "log.txt")
-        if "torch" in sys.modules or spec.trainable == "reid":
+        factory = _resolve_trainable(spec.trainable)
+        if "torch" in sys.modules:  # before the trainable builds anything
             _limit_torch_threads(self.threads)
-        self.trainable = as_trainable(_resolve_trainable(spec.trainable))
+        self.trainable = as_trainable(factory)
         self.checkpointable = can_checkpoint(self.trainable)
         self.trainable.setup(spec.params, spec.context)
         if spec.context.restore_from:

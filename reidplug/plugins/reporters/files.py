@@ -84,9 +84,9 @@ class CsvReporter(Reporter):
 
     def _write(self, name: str, row: dict) -> None:
         entry = self._writers.get(name)
-        path = self.experiment.dir / f"{name}.csv"
-        if entry is None or any(k not in entry[2] for k in row):
+        if entry is None or not entry[3].issuperset(row):
             # A new column (or the file of an earlier run): rewrite the file with the union of columns.
+            path = self.experiment.dir / f"{name}.csv"
             keep = entry is not None or self._keep
             old_rows = _read_rows(path) if keep else []
             columns = list(entry[2]) if entry else (_read_header(path) if keep else [])
@@ -101,9 +101,8 @@ class CsvReporter(Reporter):
             os.replace(tmp, path)
             f = open(path, "a", newline="", buffering=1)
             writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-            entry = self._writers[name] = (f, writer, columns)
+            entry = self._writers[name] = (f, writer, columns, set(columns))
         entry[1].writerow(row)
-        entry[0].flush()
 
     @hookimpl
     def on_trial_start(self, trial):
@@ -133,7 +132,7 @@ class CsvReporter(Reporter):
 
     @hookimpl
     def on_experiment_end(self, experiment):
-        for f, _, _ in self._writers.values():
+        for f, *_ in self._writers.values():
             f.close()
         self._writers.clear()
 
