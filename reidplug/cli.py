@@ -29,6 +29,9 @@ def cli():
 
 # ------------------------------------------------------------------ search
 
+REPORT = click.option("--report/--no-report", default=True, show_default=True,
+                      help="Write the plots and report.html (as `reidplug report`) when the search ends.")
+
 
 @cli.command()
 @click.argument("config", type=click.Path(dir_okay=False))
@@ -36,7 +39,8 @@ def cli():
 @click.option("--resume", is_flag=True, help="Continue the experiment in OUTPUT_DIR/TUNE.NAME after a stop or crash.")
 @click.option("--fresh", is_flag=True, help="Start over; an existing experiment folder is moved aside, not deleted.")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and the final summary (for logs and CI).")
-def run(config, overrides, resume, fresh, quiet):
+@REPORT
+def run(config, overrides, resume, fresh, quiet, report):
     """Search hyperparameters as the config's TUNE section says; write best_config.yaml."""
     from reidplug.core.tuner import Tuner
 
@@ -44,7 +48,7 @@ def run(config, overrides, resume, fresh, quiet):
         raise click.UsageError("--resume and --fresh exclude each other")
     overrides = list(overrides) + (["TUNE.CONSOLE.QUIET=true"] if quiet else [])
     summary = Tuner(config, overrides, resume=resume, fresh=fresh).run()
-    _print_summary(summary)
+    _print_summary(summary, report)
     if summary.get("stopped_reason") == "interrupted":
         click.echo(f"Interrupted. Continue with: reidplug run {config} --resume", err=True)
         sys.exit(130)
@@ -55,7 +59,8 @@ def run(config, overrides, resume, fresh, quiet):
 @cli.command()
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and the final summary.")
-def resume(directory, quiet):
+@REPORT
+def resume(directory, quiet, report):
     """Continue the experiment stored in DIRECTORY (after a stop or a crash)."""
     from reidplug.core.tuner import Tuner
 
@@ -67,13 +72,23 @@ def resume(directory, quiet):
     if quiet:
         overrides.append("TUNE.CONSOLE.QUIET=true")
     summary = Tuner(str(config), overrides, resume=True).run()
-    _print_summary(summary)
+    _print_summary(summary, report)
 
 
-def _print_summary(summary: dict) -> None:
+def _print_summary(summary: dict, report: bool = False) -> None:
     from reidplug.core.summary import format_summary
 
     click.echo(format_summary(summary))
+    if report and summary.get("num_trials"):
+        from reidplug.report.build import build_report
+
+        try:
+            doc = build_report(summary["dir"])
+        except Exception as exc:  # the search itself succeeded: its results stay, only the plots are missing
+            click.echo(f"warning: the report could not be written ({type(exc).__name__}: {exc}); "
+                       f"retry with: reidplug report {summary['dir']}", err=True)
+        else:
+            click.echo(f"Plots and report: {doc['out_dir']}/report.html")
 
 
 # ------------------------------------------------------------------ training

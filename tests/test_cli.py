@@ -72,10 +72,14 @@ def test_run_from_the_cli(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "Best trial" in proc.stdout and "[reidplug] trial" not in proc.stdout
     assert (tmp_path / "noop" / "best_config.yaml").exists()
+    # The plots come with the run, as `reidplug report` would write them.
+    assert (tmp_path / "noop" / "report" / "history.png").stat().st_size > 0
+    assert "report.html" in proc.stdout
     again = run_cli("run", path)
     assert again.returncode == 2 and "already exists" in again.stderr
-    resumed = run_cli("resume", tmp_path / "noop", "--quiet")
+    resumed = run_cli("resume", tmp_path / "noop", "--quiet", "--no-report")
     assert resumed.returncode == 0, resumed.stderr
+    assert "report.html" not in resumed.stdout
 
 
 def test_version_and_help():

@@ -39,7 +39,7 @@ def _env():
 
 
 def _start(cfg: Path, *extra):
-    return subprocess.Popen([sys.executable, "-m", "reidplug", "run", str(cfg), "--quiet", *extra],
+    return subprocess.Popen([sys.executable, "-m", "reidplug", "run", str(cfg), "--quiet", "--no-report", *extra],
                             env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

@@ -348,7 +348,7 @@ TUNE:
 """)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
                REIDPLUG_TEST_DELAY="0.25")
-    proc = subprocess.Popen([sys.executable, "-m", "reidplug", "run", str(cfg), "--quiet"], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "reidplug", "run", str(cfg), "--quiet", "--no-report"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     db = tmp_path / "exp" / "experiment.db"
     try:

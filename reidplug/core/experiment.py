@@ -92,6 +92,8 @@ class Experiment:
         self.trials: dict[int, Trial] = {}
         self._best: Trial | None | bool = None  # False: needs a rescan
         self._live_ckpts: dict[int, list[str]] = {}  # trial id -> live checkpoint paths, oldest first
+        self._ckpt_owner: dict[str, int] = {}
+        self._last_needed: set[str] | None = None  # None: the next pruning visits every trial
         self._next_id = 1
         self._restarts: list[Trial] = []
         self._started_at = time.time()
@@ -261,7 +263,7 @@ class Experiment:
         self.trials = self.journal.load_trials()
         self._best = False
         for tid, _, rel in self.journal.checkpoints():
-            self._live_ckpts.setdefault(tid, []).append(rel)
+            self._track_checkpoint(tid, rel)
         self._next_id = max(self.trials, default=0) + 1
         state = self.journal.load_state("searcher")
         if state is not None:
@@ -589,7 +591,7 @@ class Experiment:
         with self.journal.transaction():
             self.journal.add_checkpoint(trial.id, step, rel)
             self.journal.save_trial(trial)
-        self._live_ckpts.setdefault(trial.id, []).append(rel)
+        self._track_checkpoint(trial.id, rel)
         self._prune_checkpoints(trial)
 
     def good_checkpoint(self, trial: Trial) -> str | None:
@@ -619,7 +621,7 @@ class Experiment:
         with self.journal.transaction():
             self.journal.add_checkpoint(recipient.id, donor.checkpoint_step, rel)
             self.journal.add_event("exploit_copy", recipient.id, donor=donor.id, source=donor.checkpoint, path=rel)
-        self._live_ckpts.setdefault(recipient.id, []).append(rel)
+        self._track_checkpoint(recipient.id, rel)
         recipient.checkpoint, recipient.checkpoint_step = rel, donor.checkpoint_step
         recipient.restore_from = dest
         return dest
@@ -652,6 +654,10 @@ class Experiment:
             _atomic_write(self.trial_dir(recipient) / "config.yaml", to_yaml(recipient.params))
         return True
 
+    def _track_checkpoint(self, tid: int, rel: str) -> None:
+        self._live_ckpts.setdefault(tid, []).append(rel)
+        self._ckpt_owner[rel] = tid
+
     def _needed_checkpoints(self) -> set[str]:
         needed = set()
         best = self.best_trial()
@@ -668,12 +674,19 @@ class Experiment:
             return
         needed = self._needed_checkpoints()
         keep_last = max(self.cfg.TUNE.KEEP_CHECKPOINTS, 1)
+        # What an event can make deletable: the checkpoints of its own trial, and those that
+        # were needed before it and are not now (a former best's, an unpinned donor's).
+        # Visiting every trial instead made each result cost as much as the paused trials.
+        if self._last_needed is None:
+            visit = list(self._live_ckpts)
+        else:
+            visit = {trial.id} | {self._ckpt_owner[rel] for rel in self._last_needed - needed if rel in self._ckpt_owner}
+        self._last_needed = needed
         doomed = []
-        # Only trials that still hold checkpoints are visited; a finished trial keeps none
-        # unless it is the best (whose title may pass to another trial at any result).
-        for tid, paths in self._live_ckpts.items():
+        for tid in sorted(visit):
+            paths = self._live_ckpts.get(tid)
             other = self.trials.get(tid)
-            if other is None:
+            if not paths or other is None:
                 continue
             active = other.status in _ACTIVE
             keep = set(paths[-keep_last:]) if active else set()
