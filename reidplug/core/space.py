@@ -139,6 +139,11 @@ class _Bounded(Domain):
         x = self._quantize(min(max(value, self.low), self.high))
         return float(x) if self.q is None else x
 
+    def from_number(self, raw) -> Any:
+        """This domain's value for a number a searcher library proposed (numpy scalars too)."""
+        v = self.clip(float(raw))
+        return v if isinstance(v, int) and self.q is not None else float(v)
+
     def spec(self):
         args = [self.low, self.high] + ([self.q] if self.q is not None else [])
         return {self.kind: args}
@@ -183,6 +188,9 @@ class RandInt(_Bounded):
 
     def clip(self, value):
         return int(min(max(round(value), self.low), self.high - 1))
+
+    def from_number(self, raw) -> int:
+        return self.clip(int(raw))
 
     def grid(self, n):
         if self.high - self.low <= n:

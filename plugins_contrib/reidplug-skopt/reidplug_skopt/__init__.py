@@ -123,11 +123,8 @@ class SkoptSearcher(Searcher):
                 params[name] = copy.deepcopy(d.values[0]) if isinstance(d, Choice) else d.low
             elif isinstance(d, Choice):
                 params[name] = copy.deepcopy(d.values[int(coords[name])])  # never the space's own list or dict
-            elif isinstance(d, RandInt):
-                params[name] = d.clip(int(coords[name]))
             else:
-                v = d.clip(float(coords[name]))
-                params[name] = v if isinstance(v, int) and d.q is not None else float(v)
+                params[name] = d.from_number(coords[name])
         return params
 
     def _observe_point(self, trial_id, params):

@@ -11,7 +11,22 @@ from reidplug.core.hookspecs import hookimpl
 from reidplug.core.reporter import Reporter
 
 
-class JsonlReporter(Reporter):
+class _RowFiles(Reporter):
+    """What the jsonl and csv reporters share: files kept across a resume, params as launched."""
+
+    def __init__(self, experiment):
+        super().__init__(experiment)
+        self._keep = True
+        self._launched: dict[int, dict] = {}
+
+    @hookimpl
+    def on_experiment_start(self, experiment):
+        self.experiment = experiment
+        # A resumed experiment appends to the rows of its earlier runs; a new one starts its files afresh.
+        self._keep = bool(experiment.trials)
+
+
+class JsonlReporter(_RowFiles):
     """Writes results.jsonl, trials.jsonl and decisions.jsonl in the experiment folder."""
 
     FILES = ("results", "trials", "decisions")
@@ -19,14 +34,6 @@ class JsonlReporter(Reporter):
     def __init__(self, experiment):
         super().__init__(experiment)
         self._files = {}
-        self._keep = True
-        self._launched: dict[int, dict] = {}
-
-    @hookimpl
-    def on_experiment_start(self, experiment):
-        self.experiment = experiment
-        # A resumed experiment appends to the rows of its earlier runs; a new one starts afresh.
-        self._keep = bool(experiment.trials)
 
     def _write(self, name: str, row: dict) -> None:
         f = self._files.get(name)
@@ -67,20 +74,12 @@ class JsonlReporter(Reporter):
         self._files.clear()
 
 
-class CsvReporter(Reporter):
+class CsvReporter(_RowFiles):
     """Writes progress.csv (one row per result), trials.csv and decisions.csv."""
 
     def __init__(self, experiment):
         super().__init__(experiment)
         self._writers: dict[str, tuple] = {}
-        self._keep = True
-        self._launched: dict[int, dict] = {}
-
-    @hookimpl
-    def on_experiment_start(self, experiment):
-        self.experiment = experiment
-        # A resumed experiment keeps the rows of its earlier runs; a new one starts its files afresh.
-        self._keep = bool(experiment.trials)
 
     def _write(self, name: str, row: dict) -> None:
         entry = self._writers.get(name)

@@ -174,11 +174,8 @@ class NevergradSearcher(Searcher):
                 params[name] = copy.deepcopy(self._constants[name])
             elif isinstance(d, Choice):
                 params[name] = copy.deepcopy(value[name])  # never the space's own list or dict
-            elif isinstance(d, RandInt):
-                params[name] = d.clip(int(value[name]))
             else:
-                v = d.clip(float(value[name]))
-                params[name] = v if isinstance(v, int) and d.q is not None else float(v)
+                params[name] = d.from_number(value[name])
         return params
 
     def _observe_point(self, trial_id, params):

@@ -24,7 +24,7 @@ class Trainer:
 
     `run_step` returns floats: each loss term, `total_loss`, `skipped` (1.0 when no
     update was made) and `overflow` (1.0 when the AMP scaler skipped the update).
-    A third-party trainer subclasses this, overrides `run_step` or `forward`, and
+    A third-party trainer subclasses this, overrides `forward`, `update` or `run_step`, and
     registers itself with `register_trainers`; SOLVER.TRAINER selects it by name.
     """
 
@@ -94,10 +94,13 @@ class Trainer:
         images, targets = self.to_device(batch)
         losses = self.forward(images, targets)
         total = sum(losses.values())
-        if not self.finite_or_skip(losses, total, iteration):
-            self.optimizer.zero_grad(set_to_none=True)
-            return self._summary(losses, total, skipped=True)
         self.optimizer.zero_grad(set_to_none=True)
+        if not self.finite_or_skip(losses, total, iteration):
+            return self._summary(losses, total, skipped=True)
+        return self.update(losses, total, after_backward)
+
+    def update(self, losses: dict[str, torch.Tensor], total: torch.Tensor, after_backward: Callable[[], None]) -> dict:
+        """Backward and optimizer step for a finite loss; returns the step's summary."""
         total.backward()
         after_backward()
         self.clip()
@@ -134,16 +137,9 @@ class AMPTrainer(Trainer):
     def autocast(self):
         return torch.autocast(device_type=self.device.type, dtype=self.dtype)
 
-    def run_step(self, batch, after_backward=lambda: None, iteration: int = 0) -> dict:
+    def update(self, losses, total, after_backward) -> dict:
         if self.scaler is None:
-            return super().run_step(batch, after_backward, iteration)
-        images, targets = self.to_device(batch)
-        losses = self.forward(images, targets)
-        total = sum(losses.values())
-        if not self.finite_or_skip(losses, total, iteration):
-            self.optimizer.zero_grad(set_to_none=True)
-            return self._summary(losses, total, skipped=True)
-        self.optimizer.zero_grad(set_to_none=True)
+            return super().update(losses, total, after_backward)
         self.scaler.scale(total).backward()
         self.scaler.unscale_(self.optimizer)
         after_backward()
