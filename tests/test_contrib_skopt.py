@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from optional import need
 
-pytest.importorskip("skopt")
+need("skopt")
 
 PACKAGE = Path(__file__).resolve().parents[1] / "plugins_contrib" / "reidplug-skopt"
 

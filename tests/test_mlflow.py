@@ -6,8 +6,9 @@ import json
 import sqlite3
 
 import pytest
+from optional import need
 
-pytest.importorskip("mlflow")
+need("mlflow")
 
 from test_report import build_varied_experiment  # noqa: E402
 

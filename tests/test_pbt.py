@@ -6,11 +6,12 @@ import json
 
 import numpy as np
 import pytest
-
+from optional import need
 from pbt_trainables import Curve, NoisyQuadratic, digest, drive, save_checkpoint
+
 from reidplug.core.errors import ConfigError
-from reidplug.core.hookspecs import hookimpl
 from reidplug.core.experiment import Experiment
+from reidplug.core.hookspecs import hookimpl
 from reidplug.core.trial import Decision, TrialStatus
 from reidplug.core.tuner import Tuner
 
@@ -229,7 +230,7 @@ class ExploitAudit:
 @pytest.mark.slow
 def test_exploit_gives_the_recipient_exactly_the_donors_state(tmp_path):
     """A real run (2 at a time, worker processes): recipients restart from the donor's weights, optimizer and schedule."""
-    torch = pytest.importorskip("torch")
+    torch = need("torch")
     cfg = {"OUTPUT_DIR": str(tmp_path), "TUNE": {
         "NAME": "exp", "TRAINABLE": "pbt_trainables:LinearRegression", "NUM_TRIALS": 4, "MAX_CONCURRENT": 2,
         "MAX_STEPS": 8, "SEED": 0, "CHECKPOINT_FREQ": 0, "SCHEDULER": "pbt",

@@ -11,11 +11,12 @@ import textwrap
 
 import pytest
 import yaml
+from optional import need
+from trainables_for_tests import Counter
 
 from reidplug.core.errors import ConfigError
 from reidplug.core.journal import Journal
 from reidplug.core.tuner import Tuner
-from trainables_for_tests import Counter
 
 TIME_KEYS = {"time_total_s", "timestamp"}
 
@@ -41,7 +42,7 @@ class WhereAmI(Counter):
 @pytest.fixture(scope="module")
 def ray_instance():
     """One local Ray instance for the module, started the way ADDRESS: local starts one."""
-    ray = pytest.importorskip("ray")
+    ray = need("ray")
     from reidplug.plugins.executors.ray import connect
 
     started = connect("local", num_cpus=2, num_gpus=1)  # the GPU is logical: Ray only hands out its id
@@ -94,7 +95,7 @@ def test_missing_ray_is_one_line_naming_the_file_and_key(tmp_path):
 
 
 def test_a_bad_address_is_a_config_error(tmp_path):
-    pytest.importorskip("ray")
+    need("ray")
     cfg = make_cfg(tmp_path)
     cfg["TUNE"]["RAY"] = {"ADDRESS": "the-cluster"}
     with pytest.raises(ConfigError, match=r"TUNE.RAY.ADDRESS: expected 'local', 'auto', 'ray://HOST:PORT'"):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from optional import need
 
 from reidplug.core.errors import ConfigError
 from reidplug.core.manager import get_plugin_manager
@@ -49,7 +50,7 @@ def _one_blas_thread():
 
 
 def _skopt_class():
-    pytest.importorskip("skopt")
+    need("skopt")
     spec = importlib.util.spec_from_file_location("reidplug_skopt_under_test", CONTRIB)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -6,9 +6,11 @@ import json
 import sqlite3
 import subprocess
 import sys
-import pytest
 
-pytest.importorskip("tensorboard")
+import pytest
+from optional import need
+
+need("tensorboard")
 
 from test_report import build_varied_experiment  # noqa: E402
 
