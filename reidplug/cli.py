@@ -48,7 +48,9 @@ def run(config, overrides, resume, fresh, quiet, report):
         raise click.UsageError("--resume and --fresh exclude each other")
     overrides = list(overrides) + (["TUNE.CONSOLE.QUIET=true"] if quiet else [])
     summary = Tuner(config, overrides, resume=resume, fresh=fresh).run()
-    _print_summary(summary, report)
+    _print_summary(summary)
+    if report:
+        _write_report(summary)
     if summary.get("stopped_reason") == "interrupted":
         click.echo(f"Interrupted. Continue with: reidplug run {config} --resume", err=True)
         sys.exit(130)
@@ -72,23 +74,29 @@ def resume(directory, quiet, report):
     if quiet:
         overrides.append("TUNE.CONSOLE.QUIET=true")
     summary = Tuner(str(config), overrides, resume=True).run()
-    _print_summary(summary, report)
+    _print_summary(summary)
+    if report:
+        _write_report(summary)
 
 
-def _print_summary(summary: dict, report: bool = False) -> None:
+def _print_summary(summary: dict) -> None:
     from reidplug.core.summary import format_summary
 
     click.echo(format_summary(summary))
-    if report and summary.get("num_trials"):
-        from reidplug.report.build import build_report
 
-        try:
-            doc = build_report(summary["dir"])
-        except Exception as exc:  # the search itself succeeded: its results stay, only the plots are missing
-            click.echo(f"warning: the report could not be written ({type(exc).__name__}: {exc}); "
-                       f"retry with: reidplug report {summary['dir']}", err=True)
-        else:
-            click.echo(f"Plots and report: {doc['out_dir']}/report.html")
+
+def _write_report(summary: dict) -> None:
+    if not summary.get("num_trials"):
+        return
+    from reidplug.report.build import build_report
+
+    try:
+        doc = build_report(summary["dir"])
+    except Exception as exc:  # the search itself succeeded: its results stay, only the plots are missing
+        click.echo(f"warning: the report could not be written ({type(exc).__name__}: {exc}); "
+                   f"retry with: reidplug report {summary['dir']}", err=True)
+        return
+    click.echo(f"Plots and report: {doc['out_dir']}/report.html")
 
 
 # ------------------------------------------------------------------ training

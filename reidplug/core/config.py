@@ -404,7 +404,13 @@ def to_yaml(cfg: Config | dict) -> str:
     return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=100)
 
 
-_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*\Z")
+_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*\Z")
+_YAML_WORDS = {"null", "true", "false", "yes", "no", "on", "off", "~"}  # as PyYAML resolves them
+
+
+def _plain(text) -> bool:
+    """A string YAML reads back as that same string without quotes."""
+    return isinstance(text, str) and _PLAIN.match(text) is not None and text.lower() not in _YAML_WORDS
 
 
 def _flat_yaml(data: dict) -> str | None:
@@ -416,7 +422,7 @@ def _flat_yaml(data: dict) -> str | None:
     """
     lines = []
     for key, value in data.items():
-        if not isinstance(key, str) or not _PLAIN_KEY.match(key) or key.lower() in _YAML_WORDS:
+        if not _plain(key):
             return None
         if value is None:
             text = "null"
@@ -426,15 +432,13 @@ def _flat_yaml(data: dict) -> str | None:
             text = str(value)
         elif isinstance(value, float):
             text = _yaml_float(value)
-        elif isinstance(value, str) and _PLAIN_KEY.match(value) and value.lower() not in _YAML_WORDS:
+        elif _plain(value):
             text = value
         else:
             return None
         lines.append(f"{key}: {text}\n")
     return "".join(lines) if lines else None
 
-
-_YAML_WORDS = {"null", "true", "false", "yes", "no", "on", "off", "~"}  # as PyYAML resolves them
 
 
 def _yaml_float(value: float) -> str:

@@ -63,6 +63,7 @@ class Experiment:
         tune = cfg.TUNE
         self.trainable = trainable if trainable is not None else tune.TRAINABLE
         self.is_reid = trainable is None and tune.TRAINABLE == "reid"
+        self.launch_trainable: str | None = None  # set by _check_trainable when it can
         self._check_trainable()
         source = getattr(cfg, "source_file", None)
         default_name = Path(source).stem if source and not source.startswith("<") else "experiment"
@@ -126,8 +127,6 @@ class Experiment:
             ref = entry.factory if isinstance(entry.factory, str) else _importable_ref(entry.factory)
             if ref:
                 self.launch_trainable = ref
-
-    launch_trainable: Any = None
 
     def trainable_for_workers(self) -> Any:
         """What a LaunchSpec carries: an import reference where one exists, else the name or object."""
@@ -397,25 +396,23 @@ class Experiment:
         while True:
             if self._restarts:
                 trial = self._restarts.pop(0)
-            elif self._stopped_reason or self.out_of_time():
+                if trial.status != TrialStatus.ERROR:
+                    self.start(trial)
+                    return trial
+                continue
+            if self._stopped_reason or self.out_of_time():
                 return None
-            else:
-                # Creating a trial and marking it RUNNING share one commit: a crash in
-                # between leaves no trial at all, which is as good as a fresh start.
-                with self.journal.transaction():
-                    trial = self.scheduler.next_trial()
-                    if trial is not None and trial.status != TrialStatus.ERROR:
-                        self._mark_running(trial)
-                if trial is None:
-                    return None
-                if trial.status == TrialStatus.ERROR:
-                    continue  # rejected configuration; already reported
+            # Creating a trial and marking it RUNNING share one commit: a crash in
+            # between leaves no trial at all, which is as good as a fresh start.
+            with self.journal.transaction():
+                trial = self.scheduler.next_trial()
+                if trial is not None and trial.status != TrialStatus.ERROR:
+                    self._mark_running(trial)
+            if trial is None:
+                return None
+            if trial.status != TrialStatus.ERROR:  # a rejected configuration is already reported
                 self.hook.on_trial_start(trial=trial)
                 return trial
-            if trial.status == TrialStatus.ERROR:
-                continue
-            self.start(trial)
-            return trial
 
     def start(self, trial: Trial) -> None:
         with self.journal.transaction():
@@ -829,7 +826,6 @@ def _atomic_write(path: Path, text: str) -> None:
     with open(tmp, "w") as f:
         f.write(text)
     os.replace(tmp, path)
-
 
 
 def _importable_ref(obj: Any) -> str | None:

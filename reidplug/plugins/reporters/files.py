@@ -83,12 +83,12 @@ class CsvReporter(_RowFiles):
 
     def _write(self, name: str, row: dict) -> None:
         entry = self._writers.get(name)
-        if entry is None or not entry[3].issuperset(row):
+        if entry is None or not entry[2].issuperset(row):
             # A new column (or the file of an earlier run): rewrite the file with the union of columns.
             path = self.experiment.dir / f"{name}.csv"
             keep = entry is not None or self._keep
             old_rows = _read_rows(path) if keep else []
-            columns = list(entry[2]) if entry else (_read_header(path) if keep else [])
+            columns = list(entry[1].fieldnames) if entry else (_read_header(path) if keep else [])
             columns += [k for k in row if k not in columns]
             if entry:
                 entry[0].close()
@@ -100,7 +100,7 @@ class CsvReporter(_RowFiles):
             os.replace(tmp, path)
             f = open(path, "a", newline="", buffering=1)
             writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-            entry = self._writers[name] = (f, writer, columns, set(columns))
+            entry = self._writers[name] = (f, writer, set(columns))  # the set: a fast check for new columns
         entry[1].writerow(row)
 
     @hookimpl
