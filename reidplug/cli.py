@@ -47,13 +47,8 @@ def run(config, overrides, resume, fresh, quiet, report):
     if resume and fresh:
         raise click.UsageError("--resume and --fresh exclude each other")
     overrides = list(overrides) + (["TUNE.CONSOLE.QUIET=true"] if quiet else [])
-    summary = Tuner(config, overrides, resume=resume, fresh=fresh).run()
-    _print_summary(summary)
-    if report:
-        _write_report(summary)
-    if summary.get("stopped_reason") == "interrupted":
-        click.echo(f"Interrupted. Continue with: reidplug run {config} --resume", err=True)
-        sys.exit(130)
+    _starting(f"{'resuming' if resume else 'starting'} the search in {config}", quiet)
+    summary = _search(Tuner(config, overrides, resume=resume, fresh=fresh), report)
     if summary["best_trial"] is None:
         sys.exit(1)
 
@@ -73,10 +68,32 @@ def resume(directory, quiet, report):
     overrides = [f"OUTPUT_DIR={folder.resolve().parent}", f"TUNE.NAME={folder.name}"]
     if quiet:
         overrides.append("TUNE.CONSOLE.QUIET=true")
-    summary = Tuner(str(config), overrides, resume=True).run()
+    _starting(f"resuming the search in {folder}", quiet)
+    _search(Tuner(str(config), overrides, resume=True), report)
+
+
+def _starting(what: str, quiet: bool) -> None:
+    # Checks, plugin loading and data preparation come first and can take a while: say so at once.
+    if not quiet:
+        click.echo(f"[reidplug] {what}: checking the config and preparing the data")
+
+
+def _search(tuner, report: bool) -> dict:
+    """Run a search; after an interrupt, say how to continue it (the folder holds its whole config)."""
+    folder = tuner.experiment.dir
+    try:
+        summary = tuner.run()
+    except KeyboardInterrupt:  # a second Ctrl-C: out at once, the journal has what was committed
+        click.echo(f"Interrupted. Continue with: reidplug resume {folder}", err=True)
+        sys.exit(130)
     _print_summary(summary)
+    if summary.get("stopped_reason") == "interrupted":
+        # no report: whoever pressed Ctrl-C wants out, and `reidplug report` draws it any time
+        click.echo(f"Interrupted. Continue with: reidplug resume {folder}", err=True)
+        sys.exit(130)
     if report:
         _write_report(summary)
+    return summary
 
 
 def _print_summary(summary: dict) -> None:
@@ -107,7 +124,7 @@ def _write_report(summary: dict) -> None:
 @OVERRIDES
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in OUTPUT_DIR.")
 def train(config, overrides, resume):
-    """Train one Re-ID model, evaluate it, and save checkpoints in OUTPUT_DIR."""
+    """Train one Re-ID model, evaluate it, and save checkpoints and model_final.pth in OUTPUT_DIR."""
     from reidplug.reid.api import train as train_model
 
     train_model(config, list(overrides), resume=resume)
@@ -118,7 +135,7 @@ def train(config, overrides, resume):
 @OVERRIDES
 @click.option("--vis", type=int, default=0, metavar="N", help="Also draw rank lists of N queries and the CMC curve.")
 def eval_(config, overrides, vis):
-    """Evaluate a checkpoint (MODEL.WEIGHTS=path) on DATASETS.TESTS and print the table."""
+    """Evaluate a checkpoint (MODEL.WEIGHTS=OUTPUT_DIR/model_final.pth, say) on DATASETS.TESTS; print the table."""
     from reidplug.reid.api import evaluate
 
     evaluate(config, list(overrides), vis=vis)
@@ -211,6 +228,11 @@ def main(argv=None) -> None:
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
+    except click.UsageError as exc:
+        # One line, like every other user error; `--help` shows the usage.
+        where = f"{exc.ctx.command_path}: " if exc.ctx is not None else ""
+        click.echo(f"error: {where}{' '.join(exc.format_message().split())}", err=True)
+        sys.exit(2)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

@@ -57,10 +57,10 @@ def test_console_plain_lines_are_throttled_and_honest(tmp_path, capsys):
     assert all(line.startswith("[reidplug] ") for line in lines)
     assert lines[0].startswith("[reidplug] experiment 'exp'") and "up to 3 trials" in lines[0]
     assert sum("started:" in line for line in lines) == 3
-    done = [line for line in lines if " done at step 2" in line]
+    done = [line for line in lines if " completed at step 2" in line]
     assert len(done) == 3
     for trial in exp.trials.values():
-        assert any(f"trial {trial.id} done at step 2: score={trial.last_result['score']:.4g}" in line for line in done)
+        assert any(f"trial {trial.id} completed at step 2: score={trial.last_result['score']:.4g}" in line for line in done)
     # One status block in an hour: the first result's, with the trial's training progress.
     status = [line for line in lines if " trials: " in line]
     assert len(status) == 2  # that block and the final line
@@ -122,7 +122,7 @@ def test_console_eta_from_trials_and_time_budget(tmp_path, capsys):
 
 
 def test_console_bad_option_is_a_config_error(tmp_path):
-    with pytest.raises(ConfigError, match=r"TUNE.REPORTERS: TUNE.CONSOLE.LIVE must be auto, on or off"):
+    with pytest.raises(ConfigError, match=r"TUNE.CONSOLE.LIVE: must be auto, on or off"):
         Experiment(simple_cfg(tmp_path, CONSOLE={"LIVE": "sometimes"}), dry_run=True)
 
 

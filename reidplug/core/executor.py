@@ -95,3 +95,7 @@ class Executor:
 
     def shutdown(self) -> None:
         pass
+
+    def abort(self) -> None:
+        """Stop everything now (a second Ctrl-C, an error in the loop); by default the same as shutdown."""
+        self.shutdown()

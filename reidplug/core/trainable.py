@@ -47,7 +47,16 @@ class Trainable:
 
     `step()` returns a flat dict of numbers; the key named by TUNE.METRIC is the
     one schedulers and searchers use. Returning {"done": True, ...} ends the trial.
+
+    `prepare(config)`, a classmethod, runs once per search in the experiment
+    process before any trial starts (and before the experiment folder is
+    written): the place to build what every trial only reads, such as a dataset
+    cache, so that trials never race to build it, and to refuse unusable input early.
     """
+
+    @classmethod
+    def prepare(cls, config) -> None:
+        """Build shared, read-only inputs once, in the experiment process (default: nothing)."""
 
     def setup(self, params: dict, context: TrialContext) -> None:
         self.params = params
@@ -120,6 +129,27 @@ def can_checkpoint(trainable: Any) -> bool:
     """Whether the trainable implements save/load (the base class's versions raise)."""
     save = getattr(type(trainable), "save", None)
     return save is not None and save is not Trainable.save
+
+
+def resolve_trainable(ref: Any) -> Any:
+    """The class or function a trainable reference names: a registered name, "module:attr", or the object."""
+    if not isinstance(ref, str):
+        return ref
+    if ":" in ref:
+        from reidplug.core.registry import resolve
+
+        return resolve(ref)
+    from reidplug.core.manager import registry
+
+    return registry("trainable").get(ref)
+
+
+def prepare_trainable(ref: Any, config) -> None:
+    """Run the trainable's `prepare(config)`, if it has one, in this process."""
+    factory = resolve_trainable(ref)
+    prepare = getattr(factory, "prepare", None) if inspect.isclass(factory) else None
+    if prepare is not None:
+        prepare(config)
 
 
 def as_trainable(obj: Any) -> Trainable:

@@ -13,10 +13,12 @@
 from __future__ import annotations
 
 import signal
+import sys
 from typing import Any
 
 from reidplug.core.executor import ErrorEvent, LaunchSpec, ResultEvent, SavedEvent
 from reidplug.core.experiment import Experiment
+from reidplug.core.plural import plural
 from reidplug.core.trainable import TrialContext
 from reidplug.core.trial import Decision, Trial, TrialStatus
 
@@ -27,7 +29,7 @@ class Tuner:
     def __init__(self, config, overrides=(), *, trainable: Any = None, resume: bool = False, fresh: bool = False,
                  reporters: list | None = None, executor: Any = None):
         self.experiment = Experiment(config, overrides, trainable=trainable, resume=resume, fresh=fresh,
-                                     reporters=reporters)
+                                     reporters=reporters, prepare=True)
         self.executor = executor if executor is not None else self._build_executor()
         self._pausing: set[int] = set()
         self._interrupted = False
@@ -48,6 +50,9 @@ class Tuner:
     # ------------------------------------------------------------------ run
 
     def run(self) -> dict:
+        """Run to the end, or until interrupted (Ctrl-C / SIGINT): then running trials stay RUNNING
+        in the journal, to continue from their last checkpoint on resume. A second interrupt
+        raises KeyboardInterrupt at once; the journal still holds everything committed."""
         exp, executor = self.experiment, self.executor
         previous = signal.getsignal(signal.SIGINT)
         if _main_thread():
@@ -56,16 +61,20 @@ class Tuner:
             exp.start_experiment()
             executor.start()
             self._loop()
-        except BaseException:
+            if self._interrupted:
+                print(f"[reidplug] interrupted: stopping {plural(len(executor.running()), 'running trial')}; "
+                      "they continue from their last checkpoint on resume (Ctrl-C again to quit at once)",
+                      file=sys.stderr, flush=True)
             executor.shutdown()
+        except BaseException:
+            executor.abort()
             exp.close()  # release the journal and the folder lock for whoever embeds the tuner
             raise
         finally:
             if _main_thread():
                 signal.signal(signal.SIGINT, previous)
-            executor.shutdown()
-            if self._interrupted:
-                exp.stop_all("interrupted")
+        if self._interrupted:
+            exp.stop_all("interrupted")
         return exp.finish()
 
     def _on_interrupt(self, signum, frame):
@@ -157,9 +166,15 @@ class Tuner:
             else:
                 exp.add_checkpoint(trial, trial.step, event.checkpoint)
         elif isinstance(event, ErrorEvent):
+            pausing = trial.id in self._pausing
             self._pausing.discard(trial.id)
             executor.release(trial.id)
-            exp.fail(trial, event.message, event.traceback, fault=event.fault)
+            if pausing and event.fault:
+                # The worker died saving a trial that its scheduler paused: it stays paused, to
+                # restart from its previous checkpoint, rather than run on past the decision.
+                exp.mark_paused(trial, None)
+            else:
+                exp.fail(trial, event.message, event.traceback, fault=event.fault)
 
     def _stop_running(self, reason: str) -> None:
         exp = self.experiment

@@ -15,6 +15,15 @@ CHECKPOINT = "checkpoint.pth"
 class ReIDTrainable(Trainable):
     """Trains the trial's config on its DATASETS.NAMES and reports rank1, mAP, mINP, score, epoch."""
 
+    @classmethod
+    def prepare(cls, config):
+        """Read (and for the synthetic set, generate) every dataset the search trains and tests on."""
+        from reidplug.reid.data.build import build_dataset
+
+        for key, names in (("DATASETS.NAMES", config.DATASETS.NAMES), ("DATASETS.TESTS", config.DATASETS.TESTS)):
+            for name in dict.fromkeys(names):
+                build_dataset(config, name, config_key=key)
+
     def setup(self, params, context):
         from reidplug.reid.engine.training import ReIDTraining
 

@@ -1,4 +1,4 @@
-"""Runs trials in local worker processes (spawned, reused across trials)."""
+"""Runs trials in local worker processes (spawned, reused across trials; see core/processes.py for their life)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import time
 import traceback
 from pathlib import Path
 
+from reidplug.core import processes
 from reidplug.core.executor import ErrorEvent, Executor, LaunchSpec, ResultEvent, SavedEvent
 from reidplug.core.hookspecs import hookimpl
 
@@ -22,7 +23,15 @@ class _Slot:
         self.gpu = gpu  # CUDA_VISIBLE_DEVICES for its worker
         self.proc: mp.process.BaseProcess | None = None
         self.conn = None
+        self.lifeline = None  # write end of the worker's lifeline; never written, closed when we go
         self.trial_id: int | None = None
+
+    def kill(self) -> None:
+        """SIGKILL the worker and every process it started (its process group)."""
+        if self.proc is not None and self.proc.pid is not None:
+            if self.proc.is_alive():
+                self.proc.kill()
+            processes.kill_group(self.proc.pid)
 
 
 class LocalExecutor(Executor):
@@ -44,6 +53,19 @@ class LocalExecutor(Executor):
         self.slots = [_Slot(i, gpu_assignment(i, gpu, gpus)) for i in range(self._num_slots(gpu, gpus))]
         self._by_trial: dict[int, _Slot] = {}
         self._selector: selectors.BaseSelector | None = None
+
+    @classmethod
+    def preflight(cls, experiment) -> None:
+        """Before the experiment writes anything: trials that ask for a GPU need one to be visible."""
+        key = "TUNE.RESOURCES_PER_TRIAL.GPU"
+        if float(experiment.cfg.TUNE.RESOURCES_PER_TRIAL.GPU or 0) <= 0:
+            return
+        gpus = experiment.options("local", cls).get("gpus", -1)
+        if (gpus if gpus >= 0 else count_gpus()) == 0:
+            from reidplug.core.errors import ConfigError
+
+            raise ConfigError("trials ask for a GPU but none is visible (set it to 0 to train on the CPU)",
+                              file=experiment._origin(key), key=key)
 
     def _num_slots(self, gpu: float, gpus: int) -> int:
         if gpu <= 0:
@@ -67,15 +89,20 @@ class LocalExecutor(Executor):
     def _worker(self, slot: _Slot):
         if slot.proc is None or not slot.proc.is_alive():
             self._forget(slot)
-            if slot.conn is not None:
-                slot.conn.close()
+            for end in (slot.conn, slot.lifeline):
+                if end is not None:
+                    end.close()
             parent, child = self.ctx.Pipe()
+            lifeline_in, lifeline_out = self.ctx.Pipe(duplex=False)
             env = {"CUDA_VISIBLE_DEVICES": slot.gpu, "CPU_THREADS": str(max(int(self.resources.get("cpu", 1)), 1))}
-            proc = self.ctx.Process(target=worker_main, args=(child, env), daemon=True,
+            # Not daemonic: a trial starts data-loader workers, which a daemon may not.
+            proc = self.ctx.Process(target=worker_main, args=(child, env, lifeline_in), daemon=False,
                                     name=f"reidplug-worker-{slot.index}")
-            proc.start()
+            with processes.interrupts_held():
+                proc.start()
             child.close()
-            slot.proc, slot.conn = proc, parent
+            lifeline_in.close()
+            slot.proc, slot.conn, slot.lifeline = proc, parent, lifeline_out
         return slot
 
     # -- commands
@@ -169,6 +196,7 @@ class LocalExecutor(Executor):
                 return events
             tid = slot.trial_id
             code = slot.proc.exitcode
+            slot.kill()  # whatever it started (loader workers) goes with it
             self._by_trial.pop(tid, None)
             slot.trial_id = None
             slot.proc = None
@@ -179,26 +207,42 @@ class LocalExecutor(Executor):
     def kill_worker(self, trial_id: int) -> None:
         """Kill the worker running `trial_id` (tests and fault drills)."""
         slot = self._by_trial.get(trial_id)
-        if slot is not None and slot.proc is not None:
-            slot.proc.kill()
+        if slot is not None:
+            slot.kill()
+
+    def abort(self) -> None:
+        for slot in self.slots:
+            slot.kill()
+        self.shutdown()
 
     def shutdown(self) -> None:
+        """Idle workers exit; busy ones are killed with their children (the journal says where to resume)."""
         if self._selector is not None:
             self._selector.close()
             self._selector = None
         for slot in self.slots:
             if slot.proc is None:
                 continue
-            self._send(slot, ("exit",))
+            if slot.trial_id is not None:
+                slot.kill()  # mid-step: waiting could take an epoch, and the step is redone on resume
+            else:
+                self._send(slot, ("exit",))
         deadline = time.time() + 5
         for slot in self.slots:
             if slot.proc is None:
                 continue
             slot.proc.join(max(deadline - time.time(), 0.1))
             if slot.proc.is_alive():
-                slot.proc.kill()
+                slot.kill()
                 slot.proc.join(1)
-            slot.proc = None
+            else:
+                slot.kill()  # the worker is gone; anything it left running is not
+            for end in (slot.conn, slot.lifeline):
+                if end is not None:
+                    end.close()
+            slot.proc = slot.conn = slot.lifeline = None
+            slot.trial_id = None
+        self._by_trial.clear()
 
 
 def gpu_assignment(index: int, gpu: float, gpus: int) -> str:
@@ -231,8 +275,9 @@ def count_gpus() -> int:
 # ---------------------------------------------------------------- the worker
 
 
-def worker_main(conn, env: dict) -> None:
-    """Serve trials one after another until told to exit."""
+def worker_main(conn, env: dict, lifeline=None) -> None:
+    """Serve trials one after another until told to exit, or until the experiment process is gone."""
+    processes.worker_prelude(lifeline)
     os.environ["CUDA_VISIBLE_DEVICES"] = env["CUDA_VISIBLE_DEVICES"]
     threads = env.get("CPU_THREADS", "1")
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -289,11 +334,11 @@ class TrialRunner:
             self.conn.send(("error", tid, f"{type(exc).__name__}: {exc}", tb))
 
     def _start(self, spec: LaunchSpec) -> None:
-        from reidplug.core.trainable import as_trainable, can_checkpoint
+        from reidplug.core.trainable import as_trainable, can_checkpoint, resolve_trainable
 
         self.spec = spec
         self._redirect(Path(spec.context.trial_dir) / "log.txt")
-        factory = _resolve_trainable(spec.trainable)
+        factory = resolve_trainable(spec.trainable)
         if "torch" in sys.modules:  # before the trainable builds anything
             _limit_torch_threads(self.threads)
         self.trainable = as_trainable(factory)
@@ -343,18 +388,6 @@ class TrialRunner:
         if self._log is not None:
             self._log.close()
             self._log = None
-
-
-def _resolve_trainable(ref):
-    if not isinstance(ref, str):
-        return ref
-    if ":" in ref:
-        from reidplug.core.registry import resolve
-
-        return resolve(ref)
-    from reidplug.core.manager import registry
-
-    return registry("trainable").get(ref)
 
 
 def _limit_torch_threads(n: int) -> None:

@@ -6,6 +6,7 @@ import os
 import sys
 from pathlib import Path
 
+from reidplug.core import processes
 from reidplug.plugins.executors.local import TrialRunner
 
 
@@ -42,6 +43,7 @@ class TrialActor:
     """
 
     def __init__(self, setup: dict):
+        processes.ignore_interrupts()  # the driver owns Ctrl-C, as with local workers
         os.environ.update(setup.get("env", {}))
         for entry in setup.get("sys_path", []):
             # Append, so that the node's own installation wins over paths that only the driver has.

@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from reidplug.core.hookspecs import hookimpl
+from reidplug.core.plural import plural
 from reidplug.core.reporter import Reporter
 
 PREFIX = "[reidplug]"
 # Result keys shown as a trial's training progress, first match wins.
 LOSS_KEYS = ("loss", "total_loss", "train_loss")
 SPEED_KEYS = (("iter_per_s", "it/s"), ("it_per_s", "it/s"), ("images_per_s", "img/s"))
-DONE_REASONS = ("max_steps", "done")
+DONE_REASONS = ("max_steps", "done", "max_t")  # max_t: ASHA's name for a trial that used its whole budget
 
 
 @dataclass
@@ -109,7 +110,7 @@ class ConsoleReporter(Reporter):
         self._started = time.time()
         self._load_existing(experiment)
         tune = experiment.cfg.TUNE
-        limits = f"up to {tune.NUM_TRIALS} trials"
+        limits = f"up to {plural(tune.NUM_TRIALS, 'trial')}"
         if tune.TIME_BUDGET_S:
             limits += f" or {_duration(tune.TIME_BUDGET_S)}"
         self._say(
@@ -197,9 +198,11 @@ class ConsoleReporter(Reporter):
     @hookimpl
     def on_trial_complete(self, trial):
         view = self._view(trial)
+        if trial.step >= getattr(self.experiment, "max_steps", math.inf):
+            view.reason = "done"  # its whole budget ran, whatever the scheduler calls that
         view.state = _state("TERMINATED", view.reason)
         self._ended_here += 1
-        what = "done" if view.state == "done" else "stopped"
+        what = "completed" if view.state == "done" else "stopped"
         self._snapshot()
         self._say(f"trial {trial.id} {what} at step {trial.step}{_why(view.reason if what == 'stopped' else '')}: "
                   f"{self._metric_text(view)} | {self._best_text()}")
@@ -367,7 +370,8 @@ class ConsoleReporter(Reporter):
         for row in rows:
             table.add_row(*(row[i] for i in keep), style=styles.get(row[1].split(" ")[0]))
         if hidden:
-            table.caption = f"{hidden} more trials not shown (TUNE.CONSOLE.MAX_ROWS={self.max_rows})"
+            table.caption = (f"{plural(hidden, 'more trial', 'more trials')} not shown "
+                             f"(TUNE.CONSOLE.MAX_ROWS={self.max_rows})")
         return Group(Text(f"{self.experiment.name}: {header}", style="bold"), table)
 
     def _start_live(self) -> None:

@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 
 from reidplug.core.errors import ConfigError, DataError
 from reidplug.core.manager import registry
+from reidplug.core.processes import die_with_parent
 from reidplug.reid.data.datasets.base import Record, ReIDDataset
 from reidplug.reid.data.image_dataset import ImageDataset, item_seed
 from reidplug.reid.data.samplers import EpochSampler, build_sampler
@@ -165,6 +166,11 @@ class TrainLoader(ReIDLoader):
         return self.batch_sampler.epoch
 
 
+def _loader_worker_init(worker_id: int) -> None:
+    # A loader worker must not outlive the process it feeds (a trial killed with its experiment).
+    die_with_parent()
+
+
 def _loader_options(cfg, dataset: ImageDataset) -> dict:
     workers = cfg.DATALOADER.NUM_WORKERS
     if dataset.cache is not None and workers > 0:
@@ -172,6 +178,7 @@ def _loader_options(cfg, dataset: ImageDataset) -> dict:
     return {
         "num_workers": workers,
         "pin_memory": torch.cuda.is_available() and cfg.MODEL.DEVICE != "cpu",
+        "worker_init_fn": _loader_worker_init if workers > 0 else None,
     }
 
 

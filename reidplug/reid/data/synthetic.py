@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from reidplug.core.errors import ConfigError, DataError
+from reidplug.core.processes import die_with_parent
 
 # Bump whenever a change alters the images; it is part of the cache key.
 GENERATOR_VERSION = 1
@@ -561,7 +562,8 @@ def _write(tmp: Path, params: dict, *, progress: bool, label: str, workers: int 
     with _progress_bar(len(shots), f"synthesising {label}", enabled=progress) as bar:
         if workers > 1:
             # spawn, not fork: the caller may be a training process with threads running
-            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=die_with_parent)
             results = pool.map(_draw_chunk, jobs)
         else:
             pool, results = None, map(_draw_chunk, jobs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sys
 from pathlib import Path
 
 from reidplug.reid.data import synthetic
@@ -48,7 +49,12 @@ class SyntheticMarket(Market1501):
             base.mkdir(parents=True, exist_ok=True)
             # Concurrent trials wait for one generator rather than all drawing the same images.
             with open(base / f".{folder.name}.lock", "w") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    if progress:
+                        print(f"waiting for another process to finish generating {folder}", file=sys.stderr, flush=True)
+                    fcntl.flock(lock, fcntl.LOCK_EX)
                 synthetic.generate(folder, ids=ids, cams=cams, seed=seed, height=height, width=width, progress=progress)
         super().__init__(folder, num_cameras=cams)
 
