@@ -154,9 +154,9 @@ def test_brackets_are_assigned_round_robin_with_offset_rungs(tmp_path):
 
 
 def test_bad_options_are_config_errors(tmp_path):
-    with pytest.raises(ConfigError, match="TUNE.SCHEDULER: TYPE must be 'stop' or 'promotion'"):
+    with pytest.raises(ConfigError, match="TUNE.ASHA.TYPE: TYPE must be 'stop' or 'promotion'"):
         make_exp(tmp_path, asha={"TYPE": "promote"})
-    with pytest.raises(ConfigError, match="MAX_T must be between"):
+    with pytest.raises(ConfigError, match="TUNE.ASHA.MAX_T: MAX_T must be between"):
         make_exp(tmp_path, name="b", asha={"MAX_T": 17})
     with pytest.raises(ConfigError, match="unknown option"):
         make_exp(tmp_path, name="c", asha={"GRACE": 2})

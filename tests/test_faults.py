@@ -105,3 +105,34 @@ def test_storage_holds_checkpoints_apart_from_the_journal(tmp_path):
     assert all((storage / "exp" / rel).exists() for _, _, rel in journal.checkpoints())
     # the retry after the kill restored from shared storage
     assert [json.loads(x)["count"] for x in open(tmp_path / "local" / "exp" / "trial_0001" / "metrics.jsonl")] == [1, 2, 3, 4]
+
+
+def test_a_pause_waiting_for_its_save_is_journaled_paused(tmp_path):
+    """PAUSE without a checkpoint at hand: the worker still has to save. The journal says PAUSED at
+    once (restartable from the last checkpoint), so a crash before the save cannot let the trial run on."""
+    from reidplug.core.scheduler import Scheduler
+    from reidplug.core.trial import Decision, TrialStatus
+
+    class PauseAtTwo(Scheduler):
+        def on_result(self, trial, result):
+            return Decision.PAUSE if result["step"] == 2 else Decision.CONTINUE
+
+    config = cfg(tmp_path, TRAINABLE="trainables_for_tests:Counter", NUM_TRIALS=1, MAX_STEPS=4)
+    exp = Experiment(config)
+    exp.scheduler = PauseAtTwo(exp.searcher, max_steps=4)
+    exp.scheduler.setup(exp)
+    trial = exp.ask()
+    exp.tell(trial, {"score": 1.0}, step=1, checkpoint=_save(exp, trial, 1, "state at step 1"))
+    assert exp.tell(trial, {"score": 2.0}, step=2) == Decision.PAUSE
+    assert trial.status == TrialStatus.RUNNING  # its worker is saving: nobody may resume it yet
+    row = Journal(tmp_path / "exp" / "experiment.db").load_trials()[trial.id]
+    assert row.status == TrialStatus.PAUSED and row.restore_from.endswith("step_00001")
+    exp.close()  # the process dies before the save arrives
+
+    again = Experiment(config, resume=True)
+    try:
+        resumed = again.trials[trial.id]
+        assert resumed.status == TrialStatus.PAUSED and resumed.step == 2
+        assert resumed.restore_from.endswith("step_00001") and resumed not in again._restarts
+    finally:
+        again.close()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
-import pickle
 import sqlite3
 from collections import Counter
 
 import pytest
 
+from reidplug.core import state as state_data
 from reidplug.core.tuner import Tuner
 
 
@@ -76,7 +76,7 @@ def test_each_scheduler_in_a_real_run(tmp_path, case):
         if case == "bohb":
             with sqlite3.connect(exp_dir / "experiment.db") as conn:
                 blob = conn.execute("SELECT blob FROM state WHERE component = 'searcher'").fetchone()[0]
-            picks = pickle.loads(blob)["picks"]
+            picks = state_data.loads(blob)["picks"]
             assert picks["model"] >= 1 and picks["model"] + picks["random"] == 16
     elif case == "bohb_async":
         assert any("cutoff" in r for r in reasons)
@@ -92,7 +92,7 @@ def test_resume_restores_hyperband_and_asha_state(tmp_path):
     cfg = make_cfg(tmp_path, "hyperband", {"ETA": 3}, NUM_TRIALS=9)
     Tuner(cfg).run()
     with sqlite3.connect(tmp_path / "exp" / "experiment.db") as conn:
-        saved = pickle.loads(conn.execute("SELECT blob FROM state WHERE component = 'scheduler'").fetchone()[0])
+        saved = state_data.loads(conn.execute("SELECT blob FROM state WHERE component = 'scheduler'").fetchone()[0])
     assert saved["count"] == 1  # one iteration (bracket s=2, budgets 1, 3, 9) was run
     tuner = Tuner(make_cfg(tmp_path, "hyperband", {"ETA": 3}, NUM_TRIALS=12), resume=True)
     sched = tuner.experiment.scheduler

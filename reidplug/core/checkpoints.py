@@ -1,4 +1,9 @@
-"""Checkpoint folders: written atomically with a manifest, verified before use."""
+"""Checkpoint folders: written atomically with a manifest, verified before use.
+
+A save goes into `<final>.tmp-<pid>` and is renamed into place once its manifest
+is written; a process killed before that leaves only the staging folder, which
+the experiment removes (on a worker's retry, and on resume).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,8 @@ import json
 import os
 import shutil
 from pathlib import Path
+
+from reidplug.core import faults
 
 MANIFEST = "MANIFEST.json"
 
@@ -34,6 +41,7 @@ def finalize(staging: str | Path, final: str | Path) -> None:
         json.dump({"files": files}, f)
         f.flush()
         os.fsync(f.fileno())
+    faults.point("checkpoint.staged")
     if final.exists():
         shutil.rmtree(final)
     os.replace(staging, final)

@@ -12,24 +12,33 @@ training loop drives it directly::
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import math
 import os
+import re
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
 from reidplug.core import checkpoints as ckpt
+from reidplug.core import faults, outputs
+from reidplug.core import journal as journal_file
 from reidplug.core.config import Origins, get_dotted, load_config, to_yaml, unstructure, with_params
 from reidplug.core.errors import ConfigError, UserError
-from reidplug.core.journal import Journal, finite
+from reidplug.core.journal import SCHEMA_VERSION, Journal, finite
 from reidplug.core.lock import FolderLock
 from reidplug.core.manager import plugin_manager
 from reidplug.core.options import resolve_options
+from reidplug.core.preflight import check_name, check_tune, check_writable_folder
 from reidplug.core.registry import resolve
+from reidplug.core.retention import Retention, staging_leftovers, temporary_files
 from reidplug.core.space import SearchSpace
+from reidplug.core.state import declared_types
+from reidplug.core.trainable import prepare_trainable
 from reidplug.core.trial import Decision, Trial, TrialStatus
 
 _ACTIVE = (TrialStatus.PENDING, TrialStatus.RUNNING, TrialStatus.PAUSED)
@@ -56,6 +65,7 @@ class Experiment:
         reporters: list | None = None,
         lock: bool = True,
         dry_run: bool = False,
+        prepare: bool = False,
     ):
         self.cfg = cfg = load_config(config, overrides)
         self.pm = plugin_manager()
@@ -65,9 +75,14 @@ class Experiment:
         self.is_reid = trainable is None and tune.TRAINABLE == "reid"
         self.launch_trainable: str | None = None  # set by _check_trainable when it can
         self._check_trainable()
+        check_tune(tune, self._origin)
         source = getattr(cfg, "source_file", None)
         default_name = Path(source).stem if source and not source.startswith("<") else "experiment"
         self.name = tune.NAME = tune.NAME or default_name
+        check_name(self.name, self._origin("TUNE.NAME"))
+        check_writable_folder(Path(cfg.OUTPUT_DIR), "OUTPUT_DIR", self._origin("OUTPUT_DIR"))
+        if tune.STORAGE:
+            check_writable_folder(Path(tune.STORAGE), "TUNE.STORAGE", self._origin("TUNE.STORAGE"))
         self.dir = Path(cfg.OUTPUT_DIR) / self.name
         self._trial_dirs: dict[int, Path] = {}
         # Checkpoints may live on storage shared by all nodes while the journal stays on local disk
@@ -89,12 +104,13 @@ class Experiment:
         self.searcher = self._build("searcher", tune.SEARCHER)
         self.scheduler = self._build("scheduler", tune.SCHEDULER)
         self.reporters = reporters if reporters is not None else [self._build("reporter", n) for n in tune.REPORTERS]
+        # The classes besides plain data that each component's journaled state may hold.
+        self._state_types = {"searcher": declared_types(self.searcher), "scheduler": declared_types(self.scheduler)}
 
         self.trials: dict[int, Trial] = {}
         self._best: Trial | None | bool = None  # False: needs a rescan
-        self._live_ckpts: dict[int, list[str]] = {}  # trial id -> live checkpoint paths, oldest first
-        self._ckpt_owner: dict[str, int] = {}
-        self._last_needed: set[str] | None = None  # None: the next pruning visits every trial
+        self._retention = Retention(self.storage)
+        self._saving: set[int] = set()  # paused by a decision, their checkpoint still being saved
         self._next_id = 1
         self._restarts: list[Trial] = []
         self._started_at = time.time()
@@ -105,10 +121,18 @@ class Experiment:
         self._lock = FolderLock(self.dir) if lock and not dry_run else None
         if dry_run:
             return  # everything is built and checked; nothing is written
-        self._open(resume=resume, fresh=fresh)
-        self.scheduler.setup(self)
-        if resume:
-            self._restore_state()
+        if prepare:
+            # Shared inputs (a dataset cache) are built here, once, and a bad one is refused
+            # before the experiment folder exists.
+            prepare_trainable(self.trainable_for_workers(), cfg)
+        try:
+            self._open(resume=resume, fresh=fresh)
+            self.scheduler.setup(self)
+            if resume:
+                self._restore_state()
+        except BaseException:
+            self.close()
+            raise
 
     # ------------------------------------------------------------------ building
 
@@ -117,9 +141,14 @@ class Experiment:
             return
         if ":" in self.trainable:
             try:
-                resolve(self.trainable)
+                target = resolve(self.trainable)
             except UserError as exc:
                 raise ConfigError(str(exc), file=self._origin("TUNE.TRAINABLE"), key="TUNE.TRAINABLE") from None
+            if not callable(target):
+                raise ConfigError(
+                    f"{self.trainable} is a {type(target).__name__}, not a Trainable class or a "
+                    "train(config, report) function", file=self._origin("TUNE.TRAINABLE"), key="TUNE.TRAINABLE",
+                )
         else:
             entry = self.component("trainable", self.trainable, "TUNE.TRAINABLE")
             # Workers get an import reference when there is one, so that they need not scan
@@ -200,49 +229,91 @@ class Experiment:
                 exc.args = (exc._format(),)
             raise
         except (ValueError, TypeError) as exc:
-            raise ConfigError(str(exc), file=self._origin(key), key=key) from None
+            where, reason = _option_key(entry.name, cls, str(exc)) or (key, str(exc))
+            raise ConfigError(reason, file=self._origin(where), key=where) from None
 
     # ------------------------------------------------------------------ journal
 
     def _open(self, *, resume: bool, fresh: bool) -> None:
         db = self.dir / "experiment.db"
-        if db.exists() and not resume:
-            if not fresh:
-                raise ConfigError(
-                    f"experiment {self.name!r} already exists in {self.dir}; pass --resume to continue it, "
-                    "--fresh to start over (the old folder is kept aside), or set another TUNE.NAME",
-                    file=self._origin("TUNE.NAME"),
-                    key="TUNE.NAME",
-                )
-            stamp = time.strftime("%Y%m%d-%H%M%S")
-            os.replace(self.dir, self.dir.with_name(f"{self.dir.name}.{stamp}"))
-            if self.storage != self.dir and self.storage.exists():
-                os.replace(self.storage, self.storage.with_name(f"{self.storage.name}.{stamp}"))
-        if resume and not db.exists():
+        exists = db.exists()
+        if exists and not resume and not fresh:
+            raise ConfigError(
+                f"experiment {self.name!r} already exists in {self.dir}; pass --resume to continue it, "
+                "--fresh to start over (the old folder is kept aside), or set another TUNE.NAME",
+                file=self._origin("TUNE.NAME"),
+                key="TUNE.NAME",
+            )
+        if resume and not exists:
             raise UserError(f"{self.dir}: nothing to resume (no experiment.db)")
-        started = resume and (self.dir / "experiment.yaml").is_file()
+        yaml_path = self.dir / "experiment.yaml"
+        started = resume and yaml_path.is_file()
+        if resume:
+            journal_file.check_file(db)  # reads the header only: a damaged journal changes nothing
         if started:
-            self._check_resume_config()  # before anything in the folder is touched
-        self.dir.mkdir(parents=True, exist_ok=True)
-        if self._lock is not None:
-            self._lock.acquire()
+            self._check_resume_config(_read_yaml(yaml_path))  # before anything in the folder is touched
+        old_lock = self._move_aside() if exists and fresh and not resume else None
+        try:
+            try:
+                self.dir.mkdir(parents=True, exist_ok=True)
+                if self.storage != self.dir:
+                    self.storage.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                key = "OUTPUT_DIR" if not self.dir.is_dir() else "TUNE.STORAGE"
+                raise ConfigError(f"cannot create the experiment folder ({exc.strerror or exc})",
+                                  file=self._origin(key), key=key) from None
+            if self._lock is not None:
+                self._lock.acquire()
+        finally:
+            if old_lock is not None:
+                old_lock.release()
+        if not resume:
+            # Written before the journal exists, so that `reidplug resume DIR` works from the
+            # moment experiment.db appears.
+            _atomic_write(yaml_path, to_yaml(self.cfg))
+        faults.point("journal.create")
         self.journal = Journal(db)
-        # A run killed before its first commit leaves a journal without a config: start it anew.
-        if not started or self.journal.get_meta("config") is None:
-            with self.journal.transaction():
-                self.journal.set_meta("schema", 1)
+        faults.point("journal.created")
+        known = self.journal.get_meta("config")
+        if resume and not started and known is not None:
+            self._check_resume_config(known)  # killed between the journal and experiment.yaml (older versions)
+        if not resume or known is None:
+            # A run killed before its first commit leaves a journal without a config: start it anew.
+            with self.journal.transaction("open"):
+                self.journal.set_meta("schema", SCHEMA_VERSION)
                 self.journal.set_meta("name", self.name)
                 self.journal.set_meta("config", unstructure(self.cfg))
                 self.journal.set_meta("created_at", time.time())
                 self.journal.set_meta("trainable", self.trainable if isinstance(self.trainable, str) else _ref(self.trainable))
-            _atomic_write(self.dir / "experiment.yaml", to_yaml(self.cfg))
+        if resume and not started:
+            _atomic_write(yaml_path, to_yaml(self.cfg))
 
-    def _check_resume_config(self) -> None:
+    def _move_aside(self) -> FolderLock:
+        """--fresh: move the old experiment folder aside, holding its lock, and return the lock.
+
+        Taking the lock first means a live run's folder is never moved: its run holds the
+        lock, and this one is refused before it has changed anything.
+        """
+        old = FolderLock(self.dir)
+        old.acquire()
+        try:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            aside = self.dir.with_name(f"{self.dir.name}.{stamp}")
+            n = 1
+            while aside.exists() or (self.storage != self.dir and self.storage.with_name(aside.name).exists()):
+                n += 1
+                aside = self.dir.with_name(f"{self.dir.name}.{stamp}-{n}")
+            os.replace(self.dir, aside)
+            if self.storage != self.dir and self.storage.exists():
+                os.replace(self.storage, self.storage.with_name(aside.name))
+        except BaseException:
+            old.release()
+            raise
+        return old
+
+    def _check_resume_config(self, old: dict) -> None:
         from reidplug.core.config import flatten_keys
 
-        import yaml
-
-        old = yaml.safe_load((self.dir / "experiment.yaml").read_text()) or {}
         new = unstructure(self.cfg)
         for key in sorted(set(flatten_keys(old)) | set(flatten_keys(new))):
             if any(key == k or key.startswith(k + ".") for k in _RESUMABLE_KEYS):
@@ -259,32 +330,77 @@ class Experiment:
                 )
 
     def _restore_state(self) -> None:
+        try:
+            self._replay()
+        except sqlite3.DatabaseError as exc:
+            raise journal_file.UnreadableJournal(f"{self.journal.path}: the journal is damaged ({exc})") from None
+
+    def _replay(self) -> None:
         self.trials = self.journal.load_trials()
         self._best = False
+        # Before anything is written: a state that does not load as data stops the resume here.
+        for name, component in (("searcher", self.searcher), ("scheduler", self.scheduler)):
+            state = self.journal.load_state(name, self._state_types[name])
+            if state is not None:
+                component.load_state_dict(state)
+        # Paths in the journal are data from whoever wrote the folder: only those inside it are used.
+        refused = []
         for tid, _, rel in self.journal.checkpoints():
-            self._track_checkpoint(tid, rel)
-        self._next_id = max(self.trials, default=0) + 1
-        state = self.journal.load_state("searcher")
-        if state is not None:
-            self.searcher.load_state_dict(state)
-        state = self.journal.load_state("scheduler")
-        if state is not None:
-            self.scheduler.load_state_dict(state)
-        self._time_used_before = float(self.journal.get_meta("time_used_s", 0.0) or 0.0)
+            if self._retention.path(rel) is None:
+                refused.append(rel)
+            else:
+                self._track_checkpoint(tid, rel)
         for trial in self.trials.values():
-            if trial.status in (TrialStatus.RUNNING, TrialStatus.PENDING):
-                # It was running when the process died: continue from its last good checkpoint.
-                self._prepare_restart(trial, reason="resume")
-            elif trial.status == TrialStatus.PAUSED:
-                trial.restore_from = self.good_checkpoint(trial)
-        with self.journal.transaction():
-            self.journal.add_event("resume", restarted=[t.id for t in self._restarts])
+            if trial.checkpoint and self._retention.path(trial.checkpoint) is None:
+                trial.checkpoint, trial.checkpoint_step = None, 0
+            trial.restore_from = None  # recomputed below from the live checkpoints
+        self._next_id = max(self.trials, default=0) + 1
+        self._time_used_before = float(self.journal.get_meta("time_used_s", 0.0) or 0.0)
+        with self.journal.transaction("resume"):
+            for rel in refused:
+                self.journal.set_checkpoint_status(rel, "refused")
+                self.journal.add_event("refused_path", path=rel, reason="outside the experiment folder")
+            for trial in self.trials.values():
+                if trial.status in (TrialStatus.RUNNING, TrialStatus.PENDING):
+                    # It was running when the process died: continue from its last good checkpoint.
+                    self._prepare_restart(trial, reason="resume")
+                elif trial.status == TrialStatus.PAUSED:
+                    trial.restore_from = self.good_checkpoint(trial)
+            self.journal.add_event("resume", restarted=[t.id for t in self._restarts],
+                                   restored={t.id: t.checkpoint_step if t.restore_from else 0 for t in self._restarts})
             for trial in self._restarts:
                 self.journal.save_trial(trial)
+        self._collect_leftovers()
+        self._reconcile_outputs()
+
+    def _collect_leftovers(self) -> None:
+        """Remove what a killed process left: unlisted checkpoint folders, staging folders, temporary files."""
+        keep = set()
+        for status in ("live", "corrupt"):
+            for _, _, rel in self.journal.checkpoints(status=status):
+                path = self._retention.path(rel)
+                if path is not None:
+                    keep.add(path)
+        names = [t.name for t in self.trials.values()]
+        for path in self._retention.leftovers(names, keep):
+            ckpt.remove(path)
+        for folder in [self.dir, *(self.trial_dir(t) for t in self.trials.values())]:
+            for path in temporary_files(folder):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+
+    def _reconcile_outputs(self) -> None:
+        """Give each file derived from the journal exactly one row per journaled result."""
+        # results.jsonl belongs to the reporter that keeps those rows (jsonl: FILES holds "results").
+        keeps_rows = any("results" in (getattr(r, "FILES", None) or ()) for r in self.reporters)
+        outputs.reconcile_with_journal(self.journal, self.trials, self.dir, self.trial_dir, results_rows=keeps_rows)
+        for trial in self.trials.values():
+            if trial.parent is not None and self.trial_dir(trial).is_dir():
+                self._write_trial_config(trial)  # the params of its last exploit
 
     def _snapshot(self) -> None:
-        self.journal.save_state("searcher", self.searcher.state_dict())
-        self.journal.save_state("scheduler", self.scheduler.state_dict())
+        self.journal.save_state("searcher", self.searcher.state_dict(), self._state_types["searcher"])
+        self.journal.save_state("scheduler", self.scheduler.state_dict(), self._state_types["scheduler"])
 
     # ------------------------------------------------------------------ queries
 
@@ -378,7 +494,7 @@ class Experiment:
         # and a restart that creates it again rewrites this file.
         with open(tdir / "config.yaml", "w") as f:
             f.write(text)
-        with self.journal.transaction():
+        with self.journal.transaction("create"):
             if problem:
                 trial.status, trial.error = TrialStatus.ERROR, problem
                 self.searcher.on_complete(tid, None, error=True)
@@ -404,7 +520,7 @@ class Experiment:
                 return None
             # Creating a trial and marking it RUNNING share one commit: a crash in
             # between leaves no trial at all, which is as good as a fresh start.
-            with self.journal.transaction():
+            with self.journal.transaction("ask"):
                 trial = self.scheduler.next_trial()
                 if trial is not None and trial.status != TrialStatus.ERROR:
                     self._mark_running(trial)
@@ -415,19 +531,23 @@ class Experiment:
                 return trial
 
     def start(self, trial: Trial) -> None:
-        with self.journal.transaction():
+        with self.journal.transaction("start"):
             self._mark_running(trial)
         self.hook.on_trial_start(trial=trial)
 
     def _mark_running(self, trial: Trial) -> None:
         if trial.status == TrialStatus.PAUSED:
-            if trial.restore_from is None or ckpt.verify(trial.restore_from) is not None:
+            if trial.restore_from is None or self._unusable(trial.restore_from):
                 trial.restore_from = self.good_checkpoint(trial)
         resumed = trial.status != TrialStatus.PENDING or trial.results
         trial.status = TrialStatus.RUNNING
         self.journal.save_trial(trial)
         if resumed:  # choosing a paused trial may have changed the scheduler's state
-            self.journal.save_state("scheduler", self.scheduler.state_dict())
+            self.journal.save_state("scheduler", self.scheduler.state_dict(), self._state_types["scheduler"])
+
+    def _unusable(self, path: str) -> bool:
+        inside = self._retention.path(os.path.relpath(path, self.storage))
+        return inside is None or ckpt.verify(inside) is not None
 
     def tell(self, trial: Trial, metrics: dict, *, checkpoint: str | None = None, step: int | None = None,
              time_s: float | None = None) -> Decision:
@@ -452,12 +572,16 @@ class Experiment:
         value = result.get(self.metric)
         if not finite(value):
             what = "missing from the result" if value is None else f"not finite ({value!r})"
-            self._record_result(trial, result, checkpoint)
-            self.fail(trial, f"metric {self.metric!r} is {what}; keys: {', '.join(sorted(metrics))}")
+            message = f"metric {self.metric!r} is {what}; keys: {', '.join(sorted(metrics))}"
+            with self.journal.transaction("result"):  # the result and the failure it implies
+                self._record_result(trial, result, checkpoint)
+                self._record_error(trial, message, "", fault=False)
+            self._notify_error(trial, message)
             return Decision.STOP
         info: dict = {}
-        # One transaction: the result, what the scheduler made of it, and the new state.
-        with self.journal.transaction():
+        # One transaction: the result, what the scheduler made of it, the decision, and the
+        # trial state the decision implies (stopped, paused), with the components' new state.
+        with self.journal.transaction("result"):
             self._record_result(trial, result, checkpoint)
             self.searcher.on_result(trial.id, result)
             decision = self.scheduler.on_result(trial, result)
@@ -469,21 +593,27 @@ class Experiment:
             self.journal.add_decision(trial.id, step, decision.value, info)
             if decision == Decision.STOP:
                 self._complete(trial)
+            saved = checkpoint is not None or trial.restore_from is not None  # its own, or a donor's copy
+            if decision == Decision.PAUSE and saved:
+                self._set_paused(trial)
             self.journal.save_trial(trial)
+            if decision == Decision.PAUSE and not saved:
+                self._journal_pause_before_save(trial)
             self._snapshot()
+        faults.point(f"decided:{decision.value.lower()}")
         self.hook.on_trial_result(trial=trial, result=result)
         self.hook.on_trial_decision(trial=trial, result=result, decision=decision, info=info)
         if decision == Decision.STOP:
             self.scheduler.on_complete(trial)
             self.hook.on_trial_complete(trial=trial)
             self._prune_checkpoints(trial)
-        elif decision == Decision.PAUSE and (checkpoint is not None or trial.restore_from is not None):
-            self.mark_paused(trial)
+        elif decision == Decision.PAUSE and saved:
+            self._prune_checkpoints(trial)
         return decision
 
     def _stop_without_result(self, trial: Trial, reason: str) -> Decision:
         info = {"reason": reason}
-        with self.journal.transaction():
+        with self.journal.transaction("stop"):
             self.journal.add_decision(trial.id, trial.step, Decision.STOP.value, info)
             self._complete(trial)
             self.journal.save_trial(trial)
@@ -495,27 +625,50 @@ class Experiment:
         return Decision.STOP
 
     def _record_result(self, trial: Trial, result: dict, checkpoint: str | None) -> None:
-        with self.journal.transaction():
-            self.journal.add_result(trial.id, result["step"], result)
-            if checkpoint is not None:
-                self.add_checkpoint(trial, result["step"], checkpoint)
-        with open(self.trial_dir(trial) / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(result, default=str) + "\n")
+        """Journal a result (inside the caller's transaction); its metrics.jsonl line follows the commit."""
+        self.journal.add_result(trial.id, result["step"], result)
+        if checkpoint is not None:
+            self.add_checkpoint(trial, result["step"], checkpoint)
+        path = self.trial_dir(trial) / "metrics.jsonl"
+        self.journal.after_commit(lambda: _append_line(path, outputs.row_line(result)))
 
     def _complete(self, trial: Trial) -> None:
         trial.status = TrialStatus.TERMINATED
         self.searcher.on_complete(trial.id, trial.last_result, error=False)
 
-    def mark_paused(self, trial: Trial, checkpoint: str | None = None) -> None:
-        """The trial is saved and out of its slot."""
-        if checkpoint is not None:
-            self.add_checkpoint(trial, trial.step, checkpoint)
+    def _set_paused(self, trial: Trial) -> None:
         trial.status = TrialStatus.PAUSED
         # An exploit may already have pointed the trial at a copy of a donor's checkpoint.
         trial.restore_from = trial.restore_from or (str(self.storage / trial.checkpoint) if trial.checkpoint else None)
-        with self.journal.transaction():
+        self.journal.add_event("paused", trial.id, step=trial.step, checkpoint=trial.checkpoint)
+        self._saving.discard(trial.id)
+
+    def _journal_pause_before_save(self, trial: Trial) -> None:
+        """The trial pauses once its worker has saved it; until then it holds its slot.
+
+        The journal says PAUSED at once, restartable from the checkpoint it already has
+        (or from the start, replaying its steps), so that a crash before the save arrives
+        cannot let the trial run on past the decision. In memory it stays RUNNING, so
+        that nobody resumes it while its worker is still saving.
+        """
+        self._saving.add(trial.id)
+        status, restore = trial.status, trial.restore_from
+        trial.status = TrialStatus.PAUSED
+        trial.restore_from = str(self.storage / trial.checkpoint) if trial.checkpoint else None
+        try:
             self.journal.save_trial(trial)
-            self.journal.add_event("paused", trial.id, step=trial.step, checkpoint=trial.checkpoint)
+        finally:
+            trial.status, trial.restore_from = status, restore
+
+    def mark_paused(self, trial: Trial, checkpoint: str | None = None) -> None:
+        """The trial is saved (or its save was lost: `checkpoint` None) and out of its slot."""
+        if checkpoint is None and trial.id in self._saving:
+            self._drop_staging(trial)
+        with self.journal.transaction("pause"):
+            if checkpoint is not None:
+                self.add_checkpoint(trial, trial.step, checkpoint)
+            self._set_paused(trial)
+            self.journal.save_trial(trial)
             self._snapshot()
         self._prune_checkpoints(trial)
 
@@ -524,7 +677,8 @@ class Experiment:
         if trial.status.done:
             return
         trial.status = TrialStatus.TERMINATED
-        with self.journal.transaction():
+        self._saving.discard(trial.id)
+        with self.journal.transaction("terminate"):
             self.searcher.on_complete(trial.id, trial.last_result, error=False)
             self.journal.add_decision(trial.id, trial.step, Decision.STOP.value, {"reason": reason})
             self.journal.save_trial(trial)
@@ -536,25 +690,41 @@ class Experiment:
 
     def fail(self, trial: Trial, message: str, traceback: str = "", *, fault: bool = False) -> bool:
         """A trial failed. A worker fault is retried from the last checkpoint; returns True if retrying."""
-        tdir = self.trial_dir(trial)
+        self._saving.discard(trial.id)
+        if fault:
+            self._drop_staging(trial)
         if fault and trial.num_failures < self.cfg.TUNE.MAX_FAILURES:
             trial.num_failures += 1
-            with self.journal.transaction():
+            with self.journal.transaction("retry"):
                 self.journal.add_event("retry", trial.id, message=message, attempt=trial.num_failures)
                 self._prepare_restart(trial, reason="retry")
                 self.journal.save_trial(trial)
             return True
+        with self.journal.transaction("error"):
+            self._record_error(trial, message, traceback, fault=fault)
+        self._notify_error(trial, message)
+        return False
+
+    def _record_error(self, trial: Trial, message: str, traceback: str, *, fault: bool) -> None:
+        """Journal a trial's failure (inside the caller's transaction); error.txt follows the commit."""
         trial.status, trial.error = TrialStatus.ERROR, message
-        _atomic_write(tdir / "error.txt", (traceback or message).rstrip() + "\n")
-        with self.journal.transaction():
-            self.journal.add_event("error", trial.id, message=message, fault=fault)
-            self.searcher.on_complete(trial.id, trial.last_result, error=True)
-            self.journal.save_trial(trial)
-            self._snapshot()
+        path, text = self.trial_dir(trial) / "error.txt", (traceback or message).rstrip() + "\n"
+        self.journal.add_event("error", trial.id, message=message, fault=fault)
+        self.searcher.on_complete(trial.id, trial.last_result, error=True)
+        self.journal.save_trial(trial)
+        self._snapshot()
+        self.journal.after_commit(lambda: _atomic_write(path, text))
+
+    def _notify_error(self, trial: Trial, message: str) -> None:
         self.scheduler.on_error(trial)
         self.hook.on_trial_error(trial=trial, error=message)
         self._prune_checkpoints(trial)
-        return False
+
+    def _drop_staging(self, trial: Trial) -> None:
+        """A dead worker's half-written saves of `trial`: nothing will ever finish them."""
+        for path in staging_leftovers(self.storage / trial.name / "checkpoints"):
+            if self._retention.path(os.path.relpath(path, self.storage)) is not None:
+                ckpt.remove(path)
 
     def _prepare_restart(self, trial: Trial, *, reason: str) -> None:
         trial.restore_from = self.good_checkpoint(trial)
@@ -584,26 +754,33 @@ class Experiment:
 
     def add_checkpoint(self, trial: Trial, step: int, path: str) -> None:
         rel = os.path.relpath(path, self.storage)
+        if self._retention.path(rel) is None:
+            raise UserError(f"{path}: a checkpoint outside the experiment's folder {self.storage}")
         trial.checkpoint, trial.checkpoint_step = rel, step
-        with self.journal.transaction():
+        with self.journal.transaction("checkpoint"):
             self.journal.add_checkpoint(trial.id, step, rel)
             self.journal.save_trial(trial)
-        self._track_checkpoint(trial.id, rel)
-        self._prune_checkpoints(trial)
+            self._track_checkpoint(trial.id, rel)
+            self._prune_checkpoints(trial)
 
     def good_checkpoint(self, trial: Trial) -> str | None:
-        """The newest intact checkpoint of the trial (absolute path); corrupt ones are logged and skipped."""
-        for _, step, rel in reversed(self.journal.checkpoints(trial.id)):
-            path = self.storage / rel
-            problem = ckpt.verify(path)
+        """The newest intact checkpoint of the trial (absolute path); corrupt ones are logged and skipped.
+
+        The trial's current checkpoint comes first: after a PBT exploit it is the donor's
+        copy, which must win over the trial's own later steps.
+        """
+        rows = self.journal.checkpoints_newest_first(trial.id)
+        rows.sort(key=lambda row: row[1] != trial.checkpoint)  # stable: the rest stay newest first
+        for step, rel in rows:
+            path = self._retention.path(rel)
+            problem = "outside the experiment folder" if path is None else ckpt.verify(path)
             if problem is None:
                 trial.checkpoint, trial.checkpoint_step = rel, step
-                return str(path)
-            with self.journal.transaction():
-                self.journal.set_checkpoint_status(rel, "corrupt")
+                return str(self.storage / rel)
+            with self.journal.transaction("corrupt"):
+                self.journal.set_checkpoint_status(rel, "corrupt" if path is not None else "refused")
                 self.journal.add_event("corrupt_checkpoint", trial.id, path=rel, problem=problem)
-            if rel in self._live_ckpts.get(trial.id, []):
-                self._live_ckpts[trial.id].remove(rel)
+            self._retention.forget(trial.id, rel)
         trial.checkpoint, trial.checkpoint_step = None, 0
         return None
 
@@ -615,10 +792,10 @@ class Experiment:
         dest = str(self.storage / recipient.name / "checkpoints" / f"step_{donor.checkpoint_step:05d}_from_{donor.id:04d}")
         ckpt.link_copy(source, dest)
         rel = os.path.relpath(dest, self.storage)
-        with self.journal.transaction():
+        with self.journal.transaction("exploit"):
             self.journal.add_checkpoint(recipient.id, donor.checkpoint_step, rel)
             self.journal.add_event("exploit_copy", recipient.id, donor=donor.id, source=donor.checkpoint, path=rel)
-        self._track_checkpoint(recipient.id, rel)
+            self._track_checkpoint(recipient.id, rel)
         recipient.checkpoint, recipient.checkpoint_step = rel, donor.checkpoint_step
         recipient.restore_from = dest
         return dest
@@ -640,20 +817,21 @@ class Experiment:
         recipient.restore_from = dest
         entry = {"time": round(time.time(), 3), "trial_id": recipient.id, "step": recipient.step, "donor": donor.id,
                  "donor_step": donor.checkpoint_step, "old_params": old, "new_params": recipient.params, **info}
-        with self.journal.transaction():
+        lineage = self.dir / "pbt_lineage.jsonl"
+        with self.journal.transaction("exploit"):
             self.journal.add_event("exploit", recipient.id, **{k: v for k, v in entry.items() if k != "trial_id"})
             self.journal.save_trial(recipient)
-        with open(self.dir / "pbt_lineage.jsonl", "a") as f:
-            f.write(json.dumps(entry, default=str) + "\n")
-        if self.is_reid:
-            _atomic_write(self.trial_dir(recipient) / "config.yaml", to_yaml(self.trial_config(recipient)))
-        else:
-            _atomic_write(self.trial_dir(recipient) / "config.yaml", to_yaml(recipient.params))
+            # Files that describe the exploit follow its commit (and are rebuilt on resume).
+            self.journal.after_commit(lambda: _append_line(lineage, json.dumps(entry, default=str) + "\n"))
+            self.journal.after_commit(lambda: self._write_trial_config(recipient))
         return True
 
+    def _write_trial_config(self, trial: Trial) -> None:
+        params = to_yaml(self.trial_config(trial)) if self.is_reid else to_yaml(trial.params)
+        _atomic_write(self.trial_dir(trial) / "config.yaml", params)
+
     def _track_checkpoint(self, tid: int, rel: str) -> None:
-        self._live_ckpts.setdefault(tid, []).append(rel)
-        self._ckpt_owner[rel] = tid
+        self._retention.track(tid, rel)
 
     def _needed_checkpoints(self) -> set[str]:
         needed = set()
@@ -666,43 +844,27 @@ class Experiment:
         return needed
 
     def _prune_checkpoints(self, trial: Trial) -> None:
-        """Keep the last KEEP_CHECKPOINTS of an active trial, the best trial's newest, and any a scheduler pins."""
-        if not self._live_ckpts:
+        """Keep the last KEEP_CHECKPOINTS of an active trial, the best trial's newest, and any a scheduler pins.
+
+        The journal stops listing a checkpoint in the caller's transaction; its folder goes
+        only once that has committed. A crash in between leaves a folder nobody lists,
+        which the next resume removes.
+        """
+        if not self._retention.live:
             return
-        needed = self._needed_checkpoints()
         keep_last = max(self.cfg.TUNE.KEEP_CHECKPOINTS, 1)
-        # What an event can make deletable: the checkpoints of its own trial, and those that
-        # were needed before it and are not now (a former best's, an unpinned donor's).
-        # Visiting every trial instead made each result cost as much as the paused trials.
-        if self._last_needed is None:
-            visit = list(self._live_ckpts)
-        else:
-            visit = {trial.id} | {self._ckpt_owner[rel] for rel in self._last_needed - needed if rel in self._ckpt_owner}
-        self._last_needed = needed
-        doomed = []
-        for tid in sorted(visit):
-            paths = self._live_ckpts.get(tid)
-            other = self.trials.get(tid)
-            if not paths or other is None:
-                continue
-            active = other.status in _ACTIVE
-            keep = set(paths[-keep_last:]) if active else set()
-            if active and other.checkpoint:
-                keep.add(other.checkpoint)
-            doomed += [(tid, rel) for rel in paths if rel not in keep and rel not in needed]
+        doomed = self._retention.doomed(trial.id, self.trials, self._needed_checkpoints(), keep_last, _ACTIVE)
         if not doomed:
             return
-        with self.journal.transaction():
-            for _, rel in doomed:
+        with self.journal.transaction("prune"):
+            for tid, rel in doomed:
                 self.journal.set_checkpoint_status(rel, "deleted")
-        for tid, rel in doomed:
-            ckpt.remove(self.storage / rel)
-            self._live_ckpts[tid].remove(rel)
-            if not self._live_ckpts[tid]:
-                del self._live_ckpts[tid]
-            owner = self.trials.get(tid)
-            if owner is not None and owner.checkpoint == rel:
-                owner.checkpoint = None
+                self._retention.forget(tid, rel)
+                owner = self.trials.get(tid)
+                if owner is not None and owner.checkpoint == rel:
+                    owner.checkpoint = None
+                    self.journal.save_trial(owner)
+                self.journal.after_commit(lambda rel=rel: self._retention.remove(rel))
 
     # ------------------------------------------------------------------ the end
 
@@ -718,7 +880,7 @@ class Experiment:
             return self.summary()
         self._finished = True
         if self.journal is not None:
-            with self.journal.transaction():
+            with self.journal.transaction("end"):
                 self._snapshot()
                 self.journal.set_meta("time_used_s", self.time_used())
                 self.journal.add_event("end", reason=self._stopped_reason or "finished")
@@ -810,6 +972,17 @@ class Experiment:
         }
 
 
+def _option_key(name: str, cls: Any, message: str) -> tuple[str, str] | None:
+    """(TUNE.<NAME>.<OPTION>, reason) for a component's message that names one of its options
+    ("REDUCTION_FACTOR must be at least 2"), so that the error points at the option's key."""
+    options = getattr(cls, "OPTIONS", None) or {}
+    for word in re.findall(r"[A-Z][A-Z0-9_]+", message):
+        if word in options:
+            key = f"TUNE.{name.upper()}.{word}"
+            return key, message[len(key):].lstrip(": ") if message.startswith(key + " ") else message
+    return None
+
+
 def _ref(obj: Any) -> str:
     return f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', repr(obj))}"
 
@@ -821,11 +994,22 @@ def _lookup(data: dict, key: str):
         return None
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+_atomic_write = outputs.atomic_write
+
+
+def _append_line(path: Path, line: str) -> None:
+    with open(path, "a") as f:
+        f.write(line)
+
+
+def _read_yaml(path: Path) -> dict:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise UserError(f"{path}: unreadable ({type(exc).__name__}); it records the experiment's config") from None
+    return data if isinstance(data, dict) else {}
 
 
 def _importable_ref(obj: Any) -> str | None:

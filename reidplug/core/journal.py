@@ -2,10 +2,12 @@
 
 WAL mode with synchronous=NORMAL: a commit survives the process being killed at
 any moment (SIGKILL, out of memory); only a power cut can lose the last commits.
-Searcher and scheduler state are stored as pickled snapshots written in the
-same transaction as the event that changed them, so a resumed experiment
-continues exactly where the journal ends. Like a checkpoint, the journal is a
-file this program wrote: treat experiment.db from elsewhere as untrusted code.
+Searcher and scheduler state are snapshots written in the same transaction as
+the event that changed them, so a resumed experiment continues exactly where
+the journal ends. They are stored as data (reidplug.core.state), never as code:
+a journal received from someone else can be resumed without running anything
+it holds. Effects outside the database that must not happen unless a
+transaction commits (deleting a checkpoint) are queued with `after_commit`.
 """
 
 from __future__ import annotations
@@ -13,15 +15,20 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import pickle
 import sqlite3
+import struct
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
+from reidplug.core import faults
+from reidplug.core import state as state_data
+from reidplug.core.errors import UserError
 from reidplug.core.trial import Trial, TrialStatus
 
-SCHEMA_VERSION = 1
+# 2: component state stored as data (reidplug.core.state); 1 stored pickles.
+SCHEMA_VERSION = 2
+_SQLITE_MAGIC = b"SQLite format 3\x00"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -57,26 +64,64 @@ def _jsonable(obj):
     return str(obj)
 
 
+class UnreadableJournal(UserError):
+    """experiment.db is not an SQLite database, or a damaged one."""
+
+
+def check_file(path: str | Path) -> None:
+    """Refuse a file that cannot be a whole journal, reading only its header (nothing is written).
+
+    A truncated database is shorter than the page count its header records.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            header = f.read(100)
+        size = path.stat().st_size
+    except OSError as exc:
+        raise UnreadableJournal(f"{path}: cannot read the journal ({exc.strerror or exc})") from None
+    if size == 0:
+        return  # created by a run killed at once: it holds nothing yet
+    if len(header) < 100 or not header.startswith(_SQLITE_MAGIC):
+        raise UnreadableJournal(f"{path}: not an experiment journal (not an SQLite database)")
+    page_size = struct.unpack(">H", header[16:18])[0]
+    page_size = 65536 if page_size == 1 else page_size
+    pages = struct.unpack(">I", header[28:32])[0]
+    valid_for, change_counter = header[92:96], header[24:28]
+    if page_size < 512 or page_size & (page_size - 1) or size % page_size:
+        raise UnreadableJournal(f"{path}: the journal is damaged (size {size} is not a whole number of pages)")
+    if valid_for == change_counter and pages * page_size > size:
+        raise UnreadableJournal(f"{path}: the journal is truncated ({size} of {pages * page_size} bytes)")
+
+
 class Journal:
     """One experiment's SQLite journal."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.execute("PRAGMA busy_timeout=10000")
-        self.conn.executescript(_SCHEMA)
         self._depth = 0
+        self._after: list[Callable[[], None]] = []
         self._last_state: dict[str, bytes] = {}
+        try:
+            self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.execute("PRAGMA busy_timeout=10000")
+            self.conn.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise UnreadableJournal(f"{self.path}: not a readable experiment journal ({exc})") from None
 
     def close(self) -> None:
-        with contextlib.suppress(sqlite3.Error):
+        with contextlib.suppress(sqlite3.Error, AttributeError):
             self.conn.close()
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[Journal]:
-        """Group writes into one commit; nested uses join the outer transaction."""
+    def transaction(self, label: str | None = None) -> Iterator[Journal]:
+        """Group writes into one commit; nested uses join the outer transaction.
+
+        A labelled outermost transaction passes the fault points `commit:<label>` and
+        `committed:<label>` (reidplug.core.faults), for the crash tests.
+        """
         if self._depth:
             self._depth += 1
             try:
@@ -91,10 +136,33 @@ class Journal:
         except BaseException:
             self._depth = 0
             self._last_state.clear()  # what was skipped as unchanged may be rolled back
+            self._after.clear()
             self.conn.execute("ROLLBACK")
             raise
         self._depth = 0
-        self.conn.execute("COMMIT")
+        if label:
+            faults.point(f"commit:{label}")
+        try:
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self._after.clear()  # nothing committed: none of its effects may happen
+            raise
+        if label:
+            faults.point(f"committed:{label}")
+        self._run_after()
+
+    def after_commit(self, effect: Callable[[], None]) -> None:
+        """Run `effect` once the current transaction has committed (at once outside one); never on rollback."""
+        if self._depth:
+            self._after.append(effect)
+        else:
+            effect()
+
+    def _run_after(self) -> None:
+        while self._after:
+            effects, self._after = self._after, []
+            for effect in effects:
+                effect()
 
     # -- meta
     def set_meta(self, key: str, value: Any) -> None:
@@ -187,17 +255,31 @@ class Journal:
             args.append(status)
         return list(self.conn.execute(query + " ORDER BY trial_id, step", args))
 
+    def checkpoints_newest_first(self, trial_id: int) -> list[tuple[int, str]]:
+        """(step, path) of a trial's live checkpoints, the most recently recorded first."""
+        rows = self.conn.execute(
+            "SELECT step, path FROM checkpoints WHERE trial_id = ? AND status = 'live' ORDER BY rowid DESC", (trial_id,)
+        )
+        return list(rows)
+
     # -- component state
-    def save_state(self, component: str, state: dict) -> None:
-        blob = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+    def save_state(self, component: str, state: dict, allowed: Iterable[tuple[str, str]] = ()) -> None:
+        """Store a state_dict as data; objects of other classes than `allowed` are refused."""
+        blob = state_data.dumps(state, allowed)
         if self._last_state.get(component) == blob:
             return  # unchanged since the last write
         self.conn.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (component, blob))
         self._last_state[component] = blob
 
-    def load_state(self, component: str) -> dict | None:
+    def load_state(self, component: str, allowed: Iterable[tuple[str, str]] = ()) -> dict | None:
+        """The stored state, built from data alone (a pickle of an older journal admits only `allowed`)."""
         row = self.conn.execute("SELECT blob FROM state WHERE component = ?", (component,)).fetchone()
-        return pickle.loads(row[0]) if row else None
+        if not row:
+            return None
+        try:
+            return state_data.loads(row[0], allowed)
+        except state_data.StateError as exc:
+            raise UnreadableJournal(f"{self.path}: the {component}'s state: {exc}") from None
 
 
 def finite(value: Any) -> bool:

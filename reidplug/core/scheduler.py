@@ -43,6 +43,10 @@ class Scheduler:
     #: Extra facts about the latest decision (e.g. {"rung": 2}); journaled and shown to reporters.
     last_info: dict | None = None
 
+    #: Classes ("module:QualName") that state_dict() may hold besides plain data; the journal
+    #: loads those, and only those, with a restricted unpickler (see reidplug.core.state).
+    STATE_TYPES: tuple[str, ...] = ()
+
     def __init__(self, searcher: Searcher, *, metric="score", mode="max", max_steps: int = 1, seed: int | None = 0):
         self.searcher = searcher
         self.metric = metric
@@ -100,6 +104,7 @@ class Scheduler:
         return float(value) if self.mode == "max" else -float(value)
 
     def state_dict(self) -> dict:
+        """Everything needed to continue after a crash, as plain data (or objects of STATE_TYPES)."""
         return {}
 
     def load_state_dict(self, state: dict) -> None:

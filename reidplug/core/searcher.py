@@ -33,6 +33,10 @@ class Searcher:
     #: True once the searcher has nothing more to propose (a used-up grid): no more trials.
     finished: bool = False
 
+    #: Classes ("module:QualName") that state_dict() may hold besides plain data; the journal
+    #: loads those, and only those, with a restricted unpickler (see reidplug.core.state).
+    STATE_TYPES: tuple[str, ...] = ()
+
     def __init__(
         self,
         space: SearchSpace,
@@ -97,7 +101,7 @@ class Searcher:
 
     # -- state
     def state_dict(self) -> dict:
-        """Everything needed to continue after a crash (must pickle)."""
+        """Everything needed to continue after a crash, as plain data (or objects of STATE_TYPES)."""
         return {"points": list(self._points), "live": dict(self.live)}
 
     def load_state_dict(self, state: dict) -> None:

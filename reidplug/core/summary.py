@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from reidplug.core.plural import plural
+
 
 def _fmt(value) -> str:
     if isinstance(value, float):
@@ -12,7 +14,7 @@ def _fmt(value) -> str:
 def format_summary(summary: dict, top: int = 10) -> str:
     """A short report: counts, best trial and where the outputs are."""
     lines = [
-        f"Experiment {summary['name']!r}: {summary['num_trials']} trials "
+        f"Experiment {summary['name']!r}: {plural(summary['num_trials'], 'trial')} "
         f"({', '.join(f'{v} {k.lower()}' for k, v in sorted(summary['status'].items()))}) "
         f"in {summary['time_used_s']:.1f} s",
     ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from reidplug.core.config import load_config
 from reidplug.core.manager import plugin_manager
+from reidplug.core.plural import plural
 
 
 def validate(path, overrides=()) -> list[str]:
@@ -25,6 +26,6 @@ def validate(path, overrides=()) -> list[str]:
                 pm.registry("dataset").entry(name, config_key=f"DATASETS.{key}")
     exp = Experiment(cfg, dry_run=True)
     if exp.space.domains:
-        notes.append(f"search space of {len(exp.space)} parameters")
+        notes.append(f"search space of {plural(len(exp.space), 'parameter')}")
     notes.append(f"searcher {cfg.TUNE.SEARCHER}, scheduler {cfg.TUNE.SCHEDULER}")
     return notes

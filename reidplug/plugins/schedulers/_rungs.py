@@ -36,7 +36,7 @@ class Rung:
         self._waiting: list[tuple[float, int]] = []  # heap of trials that may still be promoted
         self.promoted: set[int] = set()
         # The same facts in arrival order, as flat arrays: the state journaled after every
-        # result pickles them as raw bytes, which stays cheap with thousands of trials.
+        # result stores them as raw bytes, which stays cheap with thousands of trials.
         self._log_ids = array("q")
         self._log_scores = array("d")
         self._log_waiting = array("b")

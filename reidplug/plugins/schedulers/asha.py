@@ -5,6 +5,7 @@ from __future__ import annotations
 from array import array
 
 from reidplug.core.hookspecs import hookimpl
+from reidplug.core.plural import plural
 from reidplug.core.scheduler import Scheduler
 from reidplug.core.trial import Decision, Trial, TrialStatus
 from reidplug.plugins.schedulers._rungs import Rung, check_pausable, rung_levels, searcher_budgets
@@ -28,7 +29,8 @@ class ASHAScheduler(Scheduler):
         if reduction_factor < 2:
             raise ValueError(f"REDUCTION_FACTOR must be at least 2, got {reduction_factor}")
         if max_t < 0 or max_t > self.max_steps:
-            raise ValueError(f"MAX_T must be between 1 and the experiment's {self.max_steps} steps (0: all), got {max_t}")
+            raise ValueError(f"MAX_T must be between 1 and the experiment's {plural(self.max_steps, 'step')} "
+                             f"(0: all), got {max_t}")
         if type not in ("stop", "promotion"):
             raise ValueError(f"TYPE must be 'stop' or 'promotion', got {type!r}")
         self.grace = int(grace_period)

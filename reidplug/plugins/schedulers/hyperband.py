@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from reidplug.core.hookspecs import hookimpl
+from reidplug.core.plural import plural
 from reidplug.core.scheduler import Scheduler
 from reidplug.core.trial import Decision, Trial, TrialStatus
 from reidplug.plugins.schedulers._rungs import check_pausable, searcher_budgets
@@ -67,7 +68,7 @@ class HyperbandScheduler(Scheduler):
         if min_budget < 1:
             raise ValueError(f"MIN_BUDGET must be at least 1 step, got {min_budget}")
         if max_budget > self.max_steps:
-            raise ValueError(f"MAX_BUDGET {max_budget} is above the experiment's {self.max_steps} steps")
+            raise ValueError(f"MAX_BUDGET {max_budget} is above the experiment's {plural(self.max_steps, 'step')}")
         self.min_budget, self.max_budget, self.eta = min_budget, max_budget, eta
         self.brackets = hyperband_brackets(min_budget, max_budget, eta)
         for bracket in self.brackets:

@@ -22,6 +22,10 @@ class Trainer:
         if the total is not finite: skip (or abort) per SOLVER.NAN_POLICY
         optimizer.zero_grad(); total.backward(); after_backward(); optimizer.step()
 
+    A skipped step leaves the model as it was before the step: the forward pass of a
+    training step already moved the batch-norm running statistics (with NaN or inf, when
+    the activations were), so they are copied before it and put back on a skip.
+
     `run_step` returns floats: each loss term, `total_loss`, `skipped` (1.0 when no
     update was made) and `overflow` (1.0 when the AMP scaler skipped the update).
     A third-party trainer subclasses this, overrides `forward`, `update` or `run_step`, and
@@ -37,6 +41,8 @@ class Trainer:
         self.consecutive_nan = 0
         self.overflow_steps = 0
         self.channels_last = device.type == "cuda"
+        self._bn_modules: list[torch.nn.Module] | None = None  # found once; their buffers read each step
+        self._bn_copy: list[torch.Tensor] = []
 
     # -- pieces
     def to_device(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,13 +95,51 @@ class Trainer:
         out["overflow"] = 1.0 if overflow else 0.0
         return out
 
+    # -- batch-norm statistics
+    def _bn_buffers(self) -> list[torch.Tensor]:
+        if self._bn_modules is None:
+            self._bn_modules = [m for m in self.model.modules()
+                                if isinstance(m, torch.nn.modules.batchnorm._NormBase) and m.track_running_stats]
+        return [buf for m in self._bn_modules for buf in (m.running_mean, m.running_var, m.num_batches_tracked)
+                if buf is not None]
+
+    def _keep_bn_stats(self) -> list[torch.Tensor]:
+        """Copy the running statistics before a forward pass that will update them; returns the buffers."""
+        buffers = self._bn_buffers() if self.model.training else []
+        if not buffers:
+            return buffers
+        if len(self._bn_copy) != len(buffers) or any(c.shape != b.shape or c.device != b.device
+                                                      for c, b in zip(self._bn_copy, buffers)):
+            self._bn_copy = [b.detach().clone() for b in buffers]
+        else:
+            torch._foreach_copy_(self._bn_copy, buffers)
+        return buffers
+
+    def _restore_bn_stats(self, buffers: list[torch.Tensor]) -> None:
+        if buffers:
+            torch._foreach_copy_(buffers, self._bn_copy)
+
+    def nonfinite_state(self) -> str | None:
+        """What is not finite in the model (weights or batch-norm statistics), or None."""
+        for name, tensor in list(self.model.named_parameters()) + list(self.model.named_buffers()):
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                return name
+        return None
+
     # -- the step
     def run_step(self, batch: dict, after_backward: Callable[[], None] = lambda: None, iteration: int = 0) -> dict:
         images, targets = self.to_device(batch)
+        kept = self._keep_bn_stats()
         losses = self.forward(images, targets)
         total = sum(losses.values())
         self.optimizer.zero_grad(set_to_none=True)
-        if not self.finite_or_skip(losses, total, iteration):
+        try:
+            finite = self.finite_or_skip(losses, total, iteration)
+        except TrainingDiverged:
+            self._restore_bn_stats(kept)  # the model stays usable (and saveable) as it was
+            raise
+        if not finite:
+            self._restore_bn_stats(kept)
             return self._summary(losses, total, skipped=True)
         return self.update(losses, total, after_backward)
 

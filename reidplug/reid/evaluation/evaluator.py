@@ -8,6 +8,7 @@ from typing import Iterable, Mapping
 import numpy as np
 import torch
 
+from reidplug.core.errors import UserError
 from reidplug.core.schema import TestCfg
 from reidplug.reid.evaluation.distance import as_features, compute_distance
 from reidplug.reid.evaluation.progress import Progress
@@ -16,6 +17,10 @@ from reidplug.reid.evaluation.rank import evaluate_rank
 from reidplug.reid.evaluation.reranking import re_ranking
 
 RESULT_KEYS = ("rank1", "rank5", "rank10", "mAP", "mINP", "score")
+
+
+class NonFiniteFeatures(UserError):
+    """The model's features hold NaN or infinities: there is nothing to rank (a diverged model)."""
 
 
 def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
@@ -94,6 +99,12 @@ def evaluate(
     feats = as_features(features)
     pids, camids = _ids(pids), _ids(camids)
     n = feats.shape[0]
+    bad = int((~torch.isfinite(feats).all(dim=1)).sum()) if n else 0
+    if bad:
+        raise NonFiniteFeatures(
+            f"evaluation: {bad} of {n} features are not finite (NaN or inf), so the model cannot be "
+            "ranked; its weights or batch-norm statistics diverged (lower SOLVER.BASE_LR, or see SOLVER.NAN_POLICY)"
+        )
     if pids.shape[0] != n or camids.shape[0] != n:
         raise ValueError(f"{n} features but {pids.shape[0]} pids and {camids.shape[0]} camids")
     if not 0 < num_query < n:
