@@ -1,11 +1,14 @@
-"""The third-party skopt package, installed for real: found through its entry point only, listed, blockable."""
+"""The third-party skopt package, installed for real: found through its entry point only, listed, blockable,
+resumed exactly from its journaled state, which holds no code."""
 
 from __future__ import annotations
 
 import importlib.metadata
 import json
 import os
+import pickle
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +18,8 @@ from optional import need
 
 need("skopt")
 
-PACKAGE = Path(__file__).resolve().parents[1] / "plugins_contrib" / "reidplug-skopt"
+TESTS = Path(__file__).resolve().parent
+PACKAGE = TESTS.parent / "plugins_contrib" / "reidplug-skopt"
 
 ASK_TELL = """
 import json
@@ -114,3 +118,76 @@ def test_the_packages_own_tests_pass_against_the_install(site, tmp_path):
                           capture_output=True, text=True, env=_env(site), cwd=tmp_path, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert " passed" in done.stdout and "skipped" not in done.stdout  # the entry-point test ran too
+
+
+SEARCH = """\
+OUTPUT_DIR: {out}
+TUNE:
+  NAME: exp
+  TRAINABLE: trainables_for_tests:Counter
+  SEARCHER: skopt
+  SKOPT: {{BASE_ESTIMATOR: ET, N_INITIAL_POINTS: 2, ACQ_OPTIMIZER: sampling}}
+  NUM_TRIALS: {trials}
+  MAX_CONCURRENT: 1
+  MAX_STEPS: 2
+  SEED: 5
+  REPORTERS: []
+  SPACE:
+    x: {{uniform: [0.0, 1.0]}}
+    c: {{choice: [a, b]}}
+"""
+
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _search(site, root: Path, trials: int, *args) -> tuple[subprocess.CompletedProcess, Path]:
+    cfg = root / "search.yml"
+    cfg.write_text(SEARCH.format(out=root, trials=trials))
+    env = _env(site)
+    env["PYTHONPATH"] = os.pathsep.join([str(site), str(TESTS)])
+    done = subprocess.run([sys.executable, "-m", "reidplug", "run", str(cfg), "--quiet", "--no-report", *args],
+                          check=False, capture_output=True, text=True, env=env, cwd=root, timeout=300)
+    return done, root / "exp" / "experiment.db"
+
+
+def _params(db: Path) -> list[str]:
+    conn = sqlite3.connect(db)
+    try:
+        return [row[0] for row in conn.execute("SELECT params FROM trials ORDER BY id")]
+    finally:
+        conn.close()
+
+
+@pytest.mark.slow
+def test_a_resumed_search_continues_exactly_and_a_crafted_state_runs_nothing(site, tmp_path):
+    from reidplug.core import state
+
+    (tmp_path / "whole").mkdir()
+    (tmp_path / "split").mkdir()
+    whole, whole_db = _search(site, tmp_path / "whole", 4)
+    assert whole.returncode == 0, whole.stderr
+    first, db = _search(site, tmp_path / "split", 2)
+    assert first.returncode == 0, first.stderr
+    again, _ = _search(site, tmp_path / "split", 4, "--resume", "TUNE.NUM_TRIALS=4")
+    assert again.returncode == 0, again.stderr
+    assert _params(db) == _params(whole_db) and len(set(_params(db))) == 4  # two of them from a fitted model
+
+    # A folder from elsewhere whose skopt state holds a pickle (the form reidplug-skopt 0.1.0 stored).
+    conn = sqlite3.connect(db)
+    with conn:
+        blob = conn.execute("SELECT blob FROM state WHERE component = 'searcher'").fetchone()[0]
+        crafted = {**state.loads(blob), "optimizer": pickle.dumps(_RunsCode(tmp_path / "ran"))}
+        conn.execute("UPDATE state SET blob = ? WHERE component = 'searcher'", (state.dumps(crafted),))
+    conn.close()
+    refused, _ = _search(site, tmp_path / "split", 5, "--resume", "TUNE.NUM_TRIALS=5")
+    assert not (tmp_path / "ran").exists(), "the state ran code"
+    assert refused.returncode == 2, refused.stderr
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "pickled optimizer" in errors[0] and "Traceback" not in refused.stderr, refused.stderr
+    assert len(_params(db)) == 4

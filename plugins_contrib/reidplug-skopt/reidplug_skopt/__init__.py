@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import copy
 import math
-import pickle
 import warnings
 
 import numpy as np
 
 from reidplug import Searcher, hookimpl
-from reidplug.core.errors import ConfigError
+from reidplug.core.errors import ConfigError, UserError
 from reidplug.core.space import Choice, RandInt
 
 __version__ = "0.1.0"
@@ -74,26 +73,29 @@ class SkoptSearcher(Searcher):
                               key="TUNE.SKOPT.ACQ_OPTIMIZER")
         if int(n_initial_points) < 0:
             raise ConfigError(f"expected a number >= 0, got {n_initial_points!r}", key="TUNE.SKOPT.N_INITIAL_POINTS")
-        from skopt import Optimizer
-
         self._names = [name for name, d in space.items() if not is_constant(d)]
         self._rng = np.random.default_rng(self.seed)
+        self._args = {"base_estimator": str(base_estimator).upper(), "n_initial_points": int(n_initial_points),
+                      "acq_func": acq_func, "acq_optimizer": acq_optimizer}
         self._opt = None
+        self._last_fit = None  # what the optimizer held before its latest tell; see _rebuild
         if self._names:
-            self._opt = Optimizer(
-                [skopt_dimension(space[name]) for name in self._names],
-                base_estimator=str(base_estimator).upper(),
-                n_initial_points=int(n_initial_points),
-                acq_func=acq_func,
-                acq_optimizer=acq_optimizer,
-                random_state=int(self._rng.integers(2**31 - 1)),
-                # skopt keeps every fitted model unless told otherwise: O(n) GPs in memory.
-                model_queue_size=1,
-            )
+            self._random_state = int(self._rng.integers(2**31 - 1))
+            self._opt = self._new_optimizer()
         self._xs: dict[int, list] = {}  # trial id -> its point, while the trial runs
         self._told: list[tuple[list, float]] = []  # completed, not yet told to the optimizer
         self._best = math.inf
         self._worst = -math.inf
+
+    def _new_optimizer(self):
+        from skopt import Optimizer
+
+        return Optimizer(
+            [skopt_dimension(self.space[name]) for name in self._names], **self._args,
+            random_state=self._random_state,
+            # skopt keeps every fitted model unless told otherwise: O(n) GPs in memory.
+            model_queue_size=1,
+        )
 
     # -- ask
     def _suggest(self, trial_id):
@@ -160,23 +162,83 @@ class SkoptSearcher(Searcher):
         if self._told:
             xs, ys = zip(*self._told)
             self._told = []
+            self._last_fit = {
+                "n": len(self._opt.Xi), "rng": self._opt.rng.get_state(),
+                "gains": np.copy(self._opt.gains_) if hasattr(self._opt, "gains_") else None,
+                "next_xs": [np.copy(x) for x in self._opt.next_xs_] if hasattr(self._opt, "next_xs_") else None,
+            }
             self._opt.tell(list(xs), list(ys))
 
     # -- state
+    # No pickle of the optimizer: a state is data from the experiment folder, and unpickling
+    # it could run anything. The optimizer is rebuilt from its arguments and its told points.
     def state_dict(self):
+        opt = None
+        if self._opt is not None:
+            opt = {"args": dict(self._args), "random_state": self._random_state, "Xi": [list(x) for x in self._opt.Xi],
+                   "yi": [float(y) for y in self._opt.yi], "rng": self._opt.rng.get_state(), "last_fit": self._last_fit}
         return {
             **super().state_dict(),
-            "optimizer": pickle.dumps(self._opt, protocol=pickle.HIGHEST_PROTOCOL),
+            "optimizer": opt,
             "xs": dict(self._xs), "told": list(self._told), "rng": self._rng.bit_generator.state,
             "best": self._best, "worst": self._worst,
         }
 
     def load_state_dict(self, state):
-        super().load_state_dict(state)
-        self._opt = pickle.loads(state["optimizer"])
-        self._xs, self._told = dict(state["xs"]), list(state["told"])
-        self._rng.bit_generator.state = state["rng"]
-        self._best, self._worst = state["best"], state["worst"]
+        opt = state.get("optimizer")
+        if isinstance(opt, (bytes, bytearray)):
+            raise UserError("the skopt searcher's state holds a pickled optimizer (reidplug-skopt 0.1.0 wrote "
+                            "those); it is not loaded, since unpickling could run code: start a new experiment")
+        try:
+            super().load_state_dict(state)
+            if (opt is None) != (self._opt is None):
+                raise ValueError("it does not fit this search space")
+            if opt is not None:
+                self._rebuild(opt)
+            self._xs = {int(k): list(v) for k, v in state["xs"].items()}
+            self._told = [(list(x), float(y)) for x, y in state["told"]]
+            self._rng.bit_generator.state = state["rng"]
+            self._best, self._worst = float(state["best"]), float(state["worst"])
+        except UserError:
+            raise
+        except Exception as exc:  # data from the folder that does not make an optimizer
+            raise UserError(f"the skopt searcher's state cannot be loaded ({type(exc).__name__}: {exc})") from None
+
+    def _rebuild(self, opt: dict) -> None:
+        """The optimizer exactly as it was: the same construction, its points told again.
+
+        A fit draws from the optimizer's RNG, and gp_hedge's gains add up over
+        every fit, so telling all points at once would not give the same next
+        point. Instead the points before the latest tell go in unfitted, the
+        gains, candidates and RNG of that moment are put back, and the latest
+        tell is repeated; the RNG is then set to where asks since had left it.
+        """
+        if opt["args"] != self._args:
+            raise ValueError(f"written with TUNE.SKOPT {opt['args']}, not {self._args}")
+        self._random_state = int(opt["random_state"])
+        self._opt = self._new_optimizer()
+        xs, ys = [list(x) for x in opt["Xi"]], [float(y) for y in opt["yi"]]
+        if len(xs) != len(ys):
+            raise ValueError("Xi and yi differ in length")
+        last = opt["last_fit"]
+        n = int(last["n"]) if last is not None else len(xs)
+        if not 0 <= n <= len(xs):
+            raise ValueError("last_fit.n is out of range")
+        if n:
+            self._opt.tell(xs[:n], ys[:n], fit=False)
+        if last is not None:
+            if last["gains"] is not None:
+                gains = np.asarray(last["gains"], dtype=float)
+                if gains.shape != self._opt.gains_.shape:
+                    raise ValueError("gp_hedge gains of the wrong shape")
+                self._opt.gains_ = gains.copy()
+            if last["next_xs"] is not None:
+                self._opt.next_xs_ = [np.asarray(x, dtype=float).reshape(len(self._names)) for x in last["next_xs"]]
+            self._opt.rng.set_state(last["rng"])
+            if n < len(xs):
+                self._opt.tell(xs[n:], ys[n:])
+        self._opt.rng.set_state(opt["rng"])
+        self._last_fit = last
 
 
 @hookimpl
