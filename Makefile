@@ -5,9 +5,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.reidplug-installed
-EXTRAS ?= dev,tensorboard,mlflow,ray
+EXTRAS ?= dev,tensorboard,mlflow,ray,deploy
 
-.PHONY: venv quickstart test test-fast bench-deps clean
+.PHONY: venv quickstart test test-fast browser bench-deps clean
 
 venv: $(STAMP)
 
@@ -25,8 +25,22 @@ quickstart: $(STAMP)
 	$(VENV)/bin/reidplug run configs/quickstart.yml --fresh
 
 # Every optional dependency is installed above, so none may be skipped for being missing.
-test: $(STAMP)
+test: $(STAMP) browser
 	REIDPLUG_TEST_ALL=1 $(PY) -m pytest
+
+# The report's browser test renders report.html in headless Chromium: Debian's package, installed only
+# when no chromium is on PATH. Without apt-get, or when it fails, this says so and goes on; `make test`
+# then fails that test rather than skipping it.
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium (apt-get) for the report's browser test"; \
+	    { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends chromium >/dev/null; } || echo "make browser: apt-get could not install chromium"; \
+	  else \
+	    echo "make browser: no chromium on PATH and no apt-get to install it; the report's browser test cannot run"; \
+	  fi; }
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"

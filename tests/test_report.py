@@ -243,11 +243,76 @@ def test_html_embeds_every_image_and_the_json_parses(varied):
         assert base64.b64encode((out / name).read_bytes()).decode() in html
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Best trial" in html and "best_config.yaml" not in html  # the config itself, not a pointer
+    assert ">stopped (scripted)<" in html and "below the median" in html and ">failed<" in html
     best = json.loads((exp_dir / "summary.json").read_text())["best_params"]
     assert f"lr: {best['lr']:.5g}" in html or str(best["lr"]) in html
     data = json.loads((out / "report.json").read_text())
     assert data["summary"]["num_results"] == len(read_csv(exp_dir / "progress.csv"))
     assert data["history"]["by_trial"]["best"] == pytest.approx(doc["history"]["by_trial"]["best"])
+
+
+def test_a_trial_that_spent_its_budget_completed_one_cut_by_the_scheduler_stopped(tmp_path):
+    from reidplug.report.experiment_data import load
+    from reidplug.report.series import curves, outcomes, summary, table
+
+    exp = Experiment({"OUTPUT_DIR": str(tmp_path), "TUNE": {
+        "NAME": "asha", "TRAINABLE": "noop", "NUM_TRIALS": 4, "MAX_STEPS": 4, "SCHEDULER": "asha",
+        "ASHA": {"GRACE_PERIOD": 1, "REDUCTION_FACTOR": 2}, "REPORTERS": [],
+        "SPACE": {"x": {"uniform": [0.0, 1.0]}}}})
+    quality = {1: 1.0, 2: 0.1, 3: 1.1, 4: 1.2}
+    while (trial := exp.ask()) is not None:
+        while True:
+            step = trial.step + 1
+            # Trial 4's trainable ends on its own after one step, short of the budget.
+            metrics = {"score": quality[trial.id] * step, **({"done": True} if trial.id == 4 else {})}
+            if exp.tell(trial, metrics) != Decision.CONTINUE:
+                break
+    exp.finish()
+    data = load(tmp_path / "asha")
+    reasons = {d["trial_id"]: d["info"]["reason"] for d in data.decisions if d["decision"] == "STOP"}
+    # ASHA itself ends the trials that reach its max_t, the last step: still completed trials. Trial 4's
+    # stop carries ASHA's word for its rung; its result's done flag says that it completed.
+    assert reasons[1] == reasons[3] == "max_t" and "below the rung 1" in reasons[2] and reasons[4] != "done"
+    assert {t: o["label"] for t, o in outcomes(data).items()} == {
+        1: "completed", 2: "stopped (ASHA)", 3: "completed", 4: "completed"}
+    assert {c["trial_id"]: c["stop"]["early"] for c in curves(data)["trials"]} == {
+        1: False, 2: True, 3: False, 4: False}
+    rows = {r["trial_id"]: r for r in table(data)}
+    assert rows[2]["outcome"] == "stopped (ASHA)" and rows[2]["stop_reason"] == reasons[2]
+    assert rows[1]["outcome"] == "completed" and rows[1]["stop_reason"] == ""
+    assert summary(data)["outcomes"] == {"completed": 3, "stopped (ASHA)": 1}
+    build_report(tmp_path / "asha", plots_too=False)
+    text = (tmp_path / "asha" / "report" / "report.html").read_text()
+    assert "4 trials: 3 completed, 1 stopped (ASHA)." in text
+    assert text.count("<td class='status completed'>completed</td>") == 3
+    assert text.count("<td class='status stopped'>stopped (ASHA)<br>") == 1
+    assert "score</b>, highest first: the value the trainable reports" in text
+
+
+def test_short_names_are_the_shortest_tails_no_other_key_ends_with():
+    from reidplug.report.names import short_names, wrap
+
+    keys = ["SOLVER.BASE_LR", "MODEL.LOSSES.TRI.MARGIN", "MODEL.HEADS.MARGIN", "lr", "A.B", "B"]
+    assert short_names(keys) == {"SOLVER.BASE_LR": "BASE_LR", "MODEL.LOSSES.TRI.MARGIN": "TRI.MARGIN",
+                                 "MODEL.HEADS.MARGIN": "HEADS.MARGIN", "lr": "lr", "A.B": "A.B", "B": "B"}
+    assert wrap("IMS_PER_BATCH") == "IMS_PER_BATCH"
+    assert wrap("WEIGHT_DECAY_NORM_FACTOR") == "WEIGHT_DECAY_\nNORM_FACTOR"
+
+
+def test_parallel_coordinates_name_each_axis_in_full(tmp_path, monkeypatch):
+    from reidplug.report import plots
+
+    drawn = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.append(fig) or path)
+    keys = ["SOLVER.BASE_LR", "SOLVER.IMS_PER_BATCH", "DATALOADER.NUM_INSTANCE", "MODEL.LOSSES.TRI.MARGIN"]
+    axes = [{"name": k, "kind": "uniform", "ticks": [[0.0, "0"], [1.0, "1"]]} for k in keys]
+    series = {"metric": "score", "mode": "max", "axes": axes,
+              "lines": [{"trial_id": 1, "unit": [0.2, 0.4, 0.6, 0.8], "metric": 1.0},
+                        {"trial_id": 2, "unit": [0.8, 0.6, 0.4, 0.2], "metric": 2.0}]}
+    plots.parallel(series, tmp_path / "parallel.png")
+    labels = [t.get_text() for t in drawn[0].axes[0].get_xticklabels()]
+    assert [label.split("\n")[0] for label in labels] == ["BASE_LR", "IMS_PER_BATCH", "NUM_INSTANCE", "MARGIN"]
+    assert not any("…" in label for label in labels)
 
 
 # ---------------------------------------------------------------------- importance

@@ -45,6 +45,25 @@ class ExperimentData:
             return None
 
     @property
+    def is_reid(self) -> bool:
+        return (self.config.get("TUNE") or {}).get("TRAINABLE", "reid") == "reid"
+
+    @property
+    def step_epochs(self) -> int | None:
+        """Epochs in one step of a Re-ID trial; None for other trainables."""
+        return int((self.config.get("TUNE") or {}).get("STEP_EPOCHS") or 1) if self.is_reid else None
+
+    @property
+    def max_steps(self) -> int:
+        """A trial's whole budget in steps, worked out as the experiment does."""
+        tune = self.config.get("TUNE") or {}
+        if tune.get("MAX_STEPS"):
+            return int(tune["MAX_STEPS"])
+        if self.is_reid:
+            return math.ceil(int((self.config.get("SOLVER") or {}).get("MAX_EPOCH") or 1) / self.step_epochs)
+        return 1
+
+    @property
     def finished(self) -> bool:
         """True when the last run of the experiment ended (its `end` event is the last start/end event)."""
         for event in reversed(self.events):

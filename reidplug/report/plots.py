@@ -5,6 +5,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from reidplug.core.plural import plural
+from reidplug.report import names
+
 DPI = 110
 MAX_LEGEND = 12  # trials named in a legend; more get a colour bar or nothing
 
@@ -44,6 +47,7 @@ def history(series: dict, path: Path) -> Path | None:
                 label=f"trial's last {metric}")
     ax1.step(by_trial["trial_id"], by_trial["best"], where="post", color="tab:red", lw=2, label="best so far")
     ax1.set_xlabel("trial number")
+    _integer_ticks(ax1.xaxis)
     ax1.set_ylabel(metric)
     ax1.set_title(f"{metric} by trial ({_best_word(mode)} is best)")
     ax1.legend(loc="best", fontsize=8)
@@ -90,7 +94,8 @@ def parallel(series: dict, path: Path) -> Path | None:
             ax.annotate(label, (i, u), xytext=(4, 0), textcoords="offset points", fontsize=7, va="center",
                         bbox=dict(boxstyle="square,pad=0.1", fc="white", ec="none", alpha=0.8), zorder=5)
     ax.set_xticks(xs)
-    ax.set_xticklabels([_axis_title(a) for a in axes], rotation=0, fontsize=8)
+    short = names.short_names(a["name"] for a in axes)
+    ax.set_xticklabels([_axis_title(a, short[a["name"]]) for a in axes], rotation=0, fontsize=8)
     ax.set_yticks([])
     ax.set_ylim(-0.04, 1.04)
     ax.set_xlim(-0.3, n - 0.4)
@@ -98,15 +103,21 @@ def parallel(series: dict, path: Path) -> Path | None:
         ax.spines[side].set_visible(False)
     bar = fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, pad=0.02)
     bar.set_label(f"{metric} (last result)")
-    ax.set_title(f"Parallel coordinates of {len(lines)} trials (each axis spans its search domain)")
+    ax.set_title(f"Parallel coordinates of {plural(len(lines), 'trial')} (each axis spans its search domain)")
     return _save(fig, path)
 
 
-def _axis_title(axis: dict) -> str:
-    name = axis["name"]
-    short = name if len(name) <= 18 else "…" + name[-17:]
-    kind = axis.get("kind", "")
-    return f"{short}\n({kind}{', log' if axis.get('log') else ''})"
+def _axis_title(axis: dict, short: str) -> str:
+    kind = {"loguniform": "log-uniform", "qloguniform": "log-uniform", "quniform": "uniform"}.get(
+        axis.get("kind", ""), axis.get("kind", ""))
+    return f"{names.wrap(short)}\n({kind})"
+
+
+def _integer_ticks(axis) -> None:
+    """Whole numbers only on an axis of trial numbers or steps."""
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(integer=True))
 
 
 def curves(series: dict, path: Path) -> Path | None:
@@ -160,9 +171,12 @@ def curves(series: dict, path: Path) -> Path | None:
         handles = ax.get_legend_handles_labels()[0] + handles
     if handles:
         ax.legend(handles=handles, fontsize=7, loc="best", ncol=2 if len(handles) > 8 else 1)
-    ax.set_xlabel("step (budget units)")
+    epochs = series.get("step_epochs")
+    ax.set_xlabel("step" + (f" (a step is {epochs} epoch{'s' if epochs != 1 else ''})" if epochs else
+                            " (budget units)"))
+    _integer_ticks(ax.xaxis)
     ax.set_ylabel(metric)
-    ax.set_title(f"Learning curves of {len(trials)} trials")
+    ax.set_title(f"Learning curves of {plural(len(trials), 'trial')}")
     ax.grid(alpha=0.3)
     return _save(fig, path)
 
@@ -173,8 +187,8 @@ def pbt(series: dict, path: Path) -> Path | None:
         return None
     plt = _pyplot()
     schedule = series["schedule"]
-    names = [n for n, per in schedule.items() if per]
-    n_rows = len(names) + 1
+    params = [n for n, per in schedule.items() if per]
+    n_rows = len(params) + 1
     fig, axes = plt.subplots(n_rows, 1, figsize=(10, 2.2 * n_rows + 0.8), sharex=True, squeeze=False)
     axes = axes[:, 0]
     trial_ids = sorted({int(t) for per in schedule.values() for t in per} |
@@ -186,7 +200,8 @@ def pbt(series: dict, path: Path) -> Path | None:
     starts: dict[int, list[int]] = {}
     for e in series["lineage"]:
         starts.setdefault(e["trial_id"], [0]).append(e["step"])
-    for ax, name in zip(axes, names):
+    short = names.short_names(params)
+    for ax, name in zip(axes, params):
         numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool)
                       for pts in schedule[name].values() for _, v, _ in pts)
         cats: list[str] = []
@@ -209,7 +224,7 @@ def pbt(series: dict, path: Path) -> Path | None:
         if not numeric:
             ax.set_yticks(range(len(cats)))
             ax.set_yticklabels(cats, fontsize=7)
-        ax.set_ylabel(name if len(name) <= 16 else "…" + name[-15:], fontsize=8)
+        ax.set_ylabel(names.wrap(short[name]), fontsize=8)
         ax.grid(alpha=0.3)
     lineage_ax = axes[-1]
     for tid in trial_ids:
@@ -233,7 +248,7 @@ def pbt(series: dict, path: Path) -> Path | None:
     lineage_ax.set_title("Lineage: each arrow goes from a donor's checkpoint to the trial that copied it"
                          + (" (red: the best trial's ancestry)" if best else ""), fontsize=9)
     lineage_ax.grid(alpha=0.3)
-    axes[0].set_title(f"PBT hyperparameter schedule ({len(series['exploits'])} exploits): "
+    axes[0].set_title(f"PBT hyperparameter schedule ({plural(len(series['exploits']), 'exploit')}): "
                       "the value each trial trained with, by step")
     return _save(fig, path)
 

@@ -19,6 +19,7 @@ TITLE_H = 22
 GREEN = (0, 170, 0)
 RED = (220, 20, 20)
 QUERY = (40, 90, 200)
+UNKNOWN = (150, 150, 150)  # a match whose identity is not known
 BACKGROUND = (255, 255, 255)
 
 
@@ -66,22 +67,32 @@ def _font(size: int):
 def draw_rank_list(distmat, qi: int, q_paths, g_paths, q_pids, g_pids, q_camids, g_camids, out_path,
                    topk: int = 10) -> Path:
     """One query's rank list as a PNG: the query (blue), then its top-k (green correct, red wrong)."""
-    from PIL import Image, ImageDraw
-
     distmat = np.asarray(distmat)
     q_pid, q_camid = q_pids[qi], q_camids[qi]
     order, matches = rank_list(distmat[qi], q_pid, q_camid, g_pids, g_camids, topk)
     ap = average_precision(distmat[qi], q_pid, q_camid, g_pids, g_camids)
-    cells = 1 + topk
+    ap_text = f"AP {ap:.2f}" if ap is not None else "no true match in the gallery"
+    first = "correct" if len(matches) and matches[0] else "wrong"
+    title = f"query {qi}: id {q_pid}, cam {q_camid} | rank-1 {first} | {ap_text}"
+    items = [(g_paths[gi], GREEN if ok else RED, f"#{rank} id {g_pids[gi]}\ncam {g_camids[gi]}")
+             for rank, (gi, ok) in enumerate(zip(order, matches), start=1)]
+    return draw_row(q_paths[qi], items, out_path, title=title, cells=1 + topk)
+
+
+def draw_row(query_path, items: Sequence[tuple], out_path, *, title: str, cells: int | None = None) -> Path:
+    """A PNG row: the query image framed in blue, then `items` of (image path, frame colour, label) in order.
+
+    `cells` (the query included) sets the width; by default it fits the items.
+    """
+    from PIL import Image, ImageDraw
+
+    cells = cells if cells is not None else 1 + len(items)
     width = GAP + cells * (CELL_W + 2 * BORDER + GAP) + GAP  # an extra gap after the query
     height = TITLE_H + CELL_H + 2 * BORDER + LABEL_H
     canvas = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(canvas)
     small, big = _font(10), _font(12)
-    ap_text = f"AP {ap:.2f}" if ap is not None else "no true match in the gallery"
-    first = "correct" if len(matches) and matches[0] else "wrong"
-    draw.text((GAP, 4), f"query {qi}: id {q_pid}, cam {q_camid} | rank-1 {first} | {ap_text}", fill=(0, 0, 0),
-              font=big)
+    draw.text((GAP, 4), title, fill=(0, 0, 0), font=big)
 
     def cell(k: int, image, color, label: str) -> None:
         x0, y0, x1, y1 = cell_box(k)
@@ -89,9 +100,9 @@ def draw_rank_list(distmat, qi: int, q_paths, g_paths, q_pids, g_pids, q_camids,
         canvas.paste(image, (x0 + BORDER, y0 + BORDER))
         draw.text((x0, y1 + 2), label, fill=(0, 0, 0), font=small)
 
-    cell(0, _load(q_paths[qi]), QUERY, "query")
-    for rank, (gi, ok) in enumerate(zip(order, matches), start=1):
-        cell(rank, _load(g_paths[gi]), GREEN if ok else RED, f"#{rank} id {g_pids[gi]}\ncam {g_camids[gi]}")
+    cell(0, _load(query_path), QUERY, "query")
+    for k, (path, color, label) in enumerate(items, start=1):
+        cell(k, _load(path), color, label)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(out_path)

@@ -6,9 +6,12 @@ import json
 import math
 from typing import Any
 
+from reidplug.report import names
 from reidplug.report.experiment_data import ExperimentData
 
+# The reasons the experiment itself gives when a trial has spent its budget.
 STOP_REASONS_DONE = ("max_steps", "done")
+OUTCOME_ORDER = ("completed", "stopped", "failed", "running", "paused", "pending")  # as the summary counts them
 
 
 def _finite(v: Any) -> bool:
@@ -114,6 +117,7 @@ def parallel(data: ExperimentData) -> dict:
 def curves(data: ExperimentData) -> dict:
     """Each trial's metric by step, with the scheduler's pauses and stops and PBT's exploits marked."""
     by_trial: dict[int, dict] = {}
+    ended = outcomes(data)
     for t in data.trials:
         by_trial[t["id"]] = {"trial_id": t["id"], "status": t["status"], "steps": [], "values": [],
                              "pauses": [], "stop": None, "error": None, "exploits": []}
@@ -136,7 +140,7 @@ def curves(data: ExperimentData) -> dict:
         elif d["decision"] == "STOP":
             reason = (d["info"] or {}).get("reason", "")
             entry["stop"] = {"step": d["step"], "value": value, "reason": reason,
-                             "early": reason not in STOP_REASONS_DONE}
+                             "early": ended[d["trial_id"]]["kind"] == "stopped"}
     own: dict[int, list[dict]] = {}
     for r in data.results:
         if data.value(r) is not None:
@@ -160,7 +164,38 @@ def curves(data: ExperimentData) -> dict:
             entry["error"] = {"step": entry["steps"][-1] if entry["steps"] else 0,
                               "value": entry["values"][-1] if entry["values"] else None,
                               "message": e.get("message", "")}
-    return {"metric": data.metric, "mode": data.mode, "trials": list(by_trial.values())}
+    return {"metric": data.metric, "mode": data.mode, "trials": list(by_trial.values()),
+            "step_epochs": data.step_epochs}
+
+
+def outcomes(data: ExperimentData) -> dict[int, dict]:
+    """How each trial ended or stands: kind (completed, stopped, failed, running, paused, pending),
+    label (what the table shows) and reason (the scheduler's, or the error).
+
+    A terminated trial completed when it reached the experiment's budget of steps or
+    its trainable said it was done; any other end was the scheduler's early stop.
+    """
+    last = data.last_results()
+    reasons: dict[int, str] = {}
+    for d in data.decisions:
+        if d["decision"] == "STOP":
+            reasons[d["trial_id"]] = str((d["info"] or {}).get("reason", ""))
+    who = names.scheduler((data.config.get("TUNE") or {}).get("SCHEDULER"))
+    out = {}
+    for t in data.trials:
+        status, reason = t["status"], reasons.get(t["id"], "")
+        if status == "TERMINATED":
+            done = bool(((last.get(t["id"]) or {}).get("metrics") or {}).get("done"))
+            if t["step"] >= data.max_steps or done or reason in STOP_REASONS_DONE:
+                kind, label = "completed", "completed"
+            else:
+                kind, label = "stopped", f"stopped ({who})"
+        elif status == "ERROR":
+            kind, label, reason = "failed", "failed", t["error"] or ""
+        else:
+            kind = label = status.lower()
+        out[t["id"]] = {"kind": kind, "label": label, "reason": reason}
+    return out
 
 
 def exploits(data: ExperimentData) -> list[dict]:
@@ -232,14 +267,15 @@ def ancestry(found: list[dict], trial_id: int) -> list[dict]:
 def table(data: ExperimentData) -> list[dict]:
     """One row per trial, as in results.csv: the last result, the trial's best, params, parent, error."""
     last = data.last_results()
+    ended = outcomes(data)
     rows = []
     for t in data.trials:
         r = last.get(t["id"])
         own = [data.value(x) for x in data.results_of(t["id"])]
         own = [v for v in own if v is not None]
         best = (max(own) if data.mode == "max" else min(own)) if own else None
-        row: dict[str, Any] = {"trial_id": t["id"], "status": t["status"], "step": t["step"],
-                               data.metric: data.value(r), f"best_{data.metric}": best}
+        row: dict[str, Any] = {"trial_id": t["id"], "status": t["status"], "outcome": ended[t["id"]]["label"],
+                               "step": t["step"], data.metric: data.value(r), f"best_{data.metric}": best}
         for key, value in ((r or {}).get("metrics") or {}).items():
             if key not in row and key != "trial_id" and isinstance(value, (int, float, str, bool)):
                 row[key] = value
@@ -247,6 +283,7 @@ def table(data: ExperimentData) -> list[dict]:
             row[f"param:{key}"] = value
         row["parent"] = t["parent"] if t["parent"] is not None else ""
         row["error"] = t["error"] or ""
+        row["stop_reason"] = ended[t["id"]]["reason"] if ended[t["id"]]["kind"] == "stopped" else ""
         rows.append(row)
     return rows
 
@@ -255,6 +292,10 @@ def summary(data: ExperimentData) -> dict:
     counts: dict[str, int] = {}
     for t in data.trials:
         counts[t["status"]] = counts.get(t["status"], 0) + 1
+    ended: dict[str, int] = {}
+    for o in sorted(outcomes(data).values(), key=lambda o: OUTCOME_ORDER.index(o["kind"])
+                    if o["kind"] in OUTCOME_ORDER else len(OUTCOME_ORDER)):
+        ended[o["label"]] = ended.get(o["label"], 0) + 1
     best = data.best_trial()
     last = data.last_results()
     best_result = last.get(best["id"]) if best else None
@@ -270,7 +311,50 @@ def summary(data: ExperimentData) -> dict:
         "num_trials_planned": (data.config.get("TUNE") or {}).get("NUM_TRIALS"),
         "searcher": (data.config.get("TUNE") or {}).get("SEARCHER"),
         "scheduler": (data.config.get("TUNE") or {}).get("SCHEDULER"),
+        "outcomes": ended, "max_steps": data.max_steps, "step_epochs": data.step_epochs,
+        "metric_definition": metric_definition(data), "space": space_description(data),
     }
+
+
+def metric_definition(data: ExperimentData) -> dict:
+    """What TUNE.METRIC is: `formula` (exact for the Re-ID trainable's metrics) and `gloss`."""
+    metric = data.metric
+    if data.is_reid and metric in names.REID_METRICS:
+        tests = (data.config.get("DATASETS") or {}).get("TESTS") or ["the test set"]
+        where = f"from the trial's last evaluation on {tests[0]} (Market-1501 protocol)"
+        if metric == "score":
+            return {"formula": f"score = {names.REID_METRICS['score']}",
+                    "gloss": "mAP is the mean average precision and Rank-1 the share of queries whose nearest "
+                             f"gallery image shows the same person, both in %, {where}"}
+        return {"formula": metric, "gloss": f"{names.REID_METRICS[metric]}, {where}"}
+    return {"formula": metric, "gloss": "the value the trainable reports under this name (TUNE.METRIC)"}
+
+
+def space_description(data: ExperimentData) -> list[dict]:
+    """The searched parameters: full key, short name, domain in words."""
+    spec = data.space_spec
+    short = names.short_names(spec)
+    out = []
+    for key, domain in spec.items():
+        out.append({"name": key, "short": short[key], "domain": _domain_words(domain)})
+    return out
+
+
+def _domain_words(spec) -> str:
+    if not isinstance(spec, dict) or len(spec) != 1:
+        return json.dumps(spec, default=str)
+    (kind, args), = spec.items()
+    args = list(args) if isinstance(args, (list, tuple)) else [args]
+    if kind == "choice":
+        return "one of " + ", ".join(_label(v) for v in args)
+    if kind == "randint" and len(args) == 2:
+        return f"an integer from {_label(args[0])} to {_label(args[1] - 1)}"
+    words = {"uniform": "uniform", "loguniform": "log-uniform", "quniform": "uniform",
+             "qloguniform": "log-uniform"}.get(kind, kind)
+    text = f"{words} from {_label(args[0])} to {_label(args[1])}" if len(args) >= 2 else words
+    if len(args) == 3:
+        text += f" in steps of {_label(args[2])}"
+    return text
 
 
 def _label(value) -> str:
