@@ -13,6 +13,7 @@ _LAZY = {
     "Scheduler": "reidplug.core.scheduler:Scheduler",
     "train": "reidplug.reid.api:train",
     "evaluate": "reidplug.reid.api:evaluate",
+    "FeatureExtractor": "reidplug.reid.deploy.extract:FeatureExtractor",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -41,6 +41,7 @@ DEFAULT_PLUGINS = (
     "reidplug.plugins.reporters.mlflow",
     "reidplug.plugins.data_commands",
     "reidplug.plugins.report_command",
+    "reidplug.plugins.deploy_commands",
 )
 BUILTIN_PREFIX = "reidplug.plugins."
 
