@@ -13,6 +13,9 @@
     with progress.stages() as report:         # report(stage, done, total)
         evaluate(..., progress=report)
 
+    with progress.bar("epoch 1/2", total=n, unit="it", timer=False, transient=True) as bar:
+        bar.update(i, description=..., info="loss 1.23  450 img/s  eta 0:03:10")
+
 Output goes to stderr, so that a command's stdout (a table, --json) stays clean.
 Quiet mode (set_quiet(True), or REIDPLUG_QUIET=1 in the environment, which
 worker processes inherit) silences it all.
@@ -29,6 +32,9 @@ from typing import Callable, Iterable, Iterator, TextIO, TypeVar
 T = TypeVar("T")
 QUIET_ENV = "REIDPLUG_QUIET"
 EVERY_S = 10.0  # plain mode: seconds between lines
+# Plain mode: the first line comes sooner, so that a log shows early that long work started;
+# work done within it writes only its closing line.
+FIRST_S = 0.5
 
 # A callback for code that reports progress without knowing how it is shown.
 StageCallback = Callable[[str, int, int], None]
@@ -80,15 +86,39 @@ def _fmt_time(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+def _count_column(unit: str):
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class CountColumn(ProgressColumn):
+        """`done/total unit`, or `done unit` while the total is unknown."""
+
+        def render(self, task):
+            done = int(task.completed)
+            text = f"{done}/{int(task.total)} {unit}" if task.total else f"{done} {unit}"
+            return Text(text, style="progress.download")
+
+    return CountColumn()
+
+
 class Bar:
-    """One task's progress; use through `bar()` or `track()`."""
+    """One task's progress; use through `bar()` or `track()`.
+
+    `info` is free text shown after the count (a loss, a rate) and in plain lines.
+    `timer=False` leaves out the elapsed and remaining time, for callers whose
+    own estimate (in `info`) is better; `transient=True` clears the bar when it ends.
+    """
 
     def __init__(self, description: str, total: int | None = None, *, unit: str = "it", every_s: float = EVERY_S,
-                 stream: TextIO | None = None, force_mode: str | None = None):
+                 stream: TextIO | None = None, force_mode: str | None = None, timer: bool = True,
+                 transient: bool = False):
         self.description = description
         self.total = total
         self.unit = unit
         self.every_s = every_s
+        self.timer = timer
+        self.transient = transient
+        self.info = ""
         self.stream = stream if stream is not None else sys.stderr
         self.mode = force_mode or mode(self.stream)
         self.done = 0
@@ -96,6 +126,7 @@ class Bar:
         self._rich = None
         self._task = None
         self._closed = False
+        self._lines = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -113,20 +144,22 @@ class Bar:
 
     def _open_rich(self) -> None:
         from rich.errors import LiveError
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                   TimeRemainingColumn)
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-        if self.total:
-            columns.append(TimeRemainingColumn())
-        self._rich = Progress(*columns, console=console(self.stream), transient=False)
+        columns = [TextColumn("{task.description}"), BarColumn(), _count_column(self.unit),
+                   TextColumn("{task.fields[info]}")]
+        if self.timer:
+            columns.append(TimeElapsedColumn())
+            if self.total:
+                columns.append(TimeRemainingColumn())
+        self._rich = Progress(*columns, console=console(self.stream), transient=self.transient)
         try:
             self._rich.start()
         except LiveError:
             # Another live display (the console reporter's table) owns the terminal.
             self._rich, self.mode = None, "plain"
             return
-        self._task = self._rich.add_task(self.description, total=self.total)
+        self._task = self._rich.add_task(self.description, total=self.total, info=self.info)
 
     def close(self, ok: bool = True) -> None:
         if self._closed:
@@ -146,16 +179,23 @@ class Bar:
     def advance(self, n: int = 1) -> None:
         self.update(self.done + n)
 
-    def update(self, done: int, total: int | None = None) -> None:
-        """Set the amount done (and the total, when it becomes known)."""
+    def update(self, done: int, total: int | None = None, *, description: str | None = None,
+               info: str | None = None) -> None:
+        """Set the amount done (and the total, when it becomes known; a new description or info text)."""
         self.done = done
         if total is not None:
             self.total = total
+        if description is not None:
+            self.description = description
+        if info is not None:
+            self.info = info
         if self._rich is not None:
-            self._rich.update(self._task, completed=done, total=self.total)
+            self._rich.update(self._task, completed=done, total=self.total, description=self.description,
+                              info=self.info)
         elif self.mode == "plain":
             now = time.perf_counter()
-            if now - self._last >= self.every_s:
+            due = now - self._last >= (self.every_s if self._lines else min(self.every_s, FIRST_S))
+            if due and not (self.total and done >= self.total):  # when all is done, the closing line says it
                 self._last = now
                 self._line(self._status(now))
 
@@ -171,9 +211,12 @@ class Bar:
         text += f", {rate:.3g} {self.unit}/s, {_fmt_time(elapsed)} elapsed"
         if self.total and rate > 0:
             text += f", eta {_fmt_time(max(self.total - self.done, 0) / rate)}"
+        if self.info:
+            text += f", {self.info}"
         return text
 
     def _line(self, text: str) -> None:
+        self._lines += 1
         print(text, file=self.stream, flush=True)
 
 

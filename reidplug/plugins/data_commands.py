@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from reidplug.core.hookspecs import hookimpl
+from reidplug.core.plural import plural
 
 
 @click.group("data")
@@ -25,6 +26,9 @@ def synth(out: str, ids: int, cams: int, seed: int, height: int, width: int, qui
     from reidplug.reid.data.datasets.market1501 import Market1501
     from reidplug.reid.data.synthetic import generate
 
+    if not quiet:  # at once: the imports and the first images take a while
+        click.echo(f"synthetic set {out}: {plural(ids, 'identity', 'identities')}, {cams} cameras, seed {seed}, "
+                   f"{height}x{width}", err=True)
     generate(out, ids=ids, cams=cams, seed=seed, height=height, width=width, progress=not quiet)
     dataset = Market1501(out, num_cameras=cams)
     dataset.name = "SyntheticMarket"
@@ -57,7 +61,7 @@ def show(root: str, name: str, verify: bool) -> None:
     click.echo(dataset.summary())
     if verify:
         count = dataset.verify()
-        click.echo(f"all {count} images decode")
+        click.echo(f"{plural(count, 'image')} decoded")
 
 
 @hookimpl

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from reidplug.core.hookspecs import hookimpl
+from reidplug.core.plural import plural
 
 
 @click.command("report")
@@ -25,7 +26,8 @@ def report(directory, out_dir, as_json, no_plots):
         click.echo(dumps(doc), nl=False)
         return
     s = doc["summary"]
-    click.echo(f"Experiment {s['name']!r} ({s['state']}): {s['num_trials']} trials, {s['num_results']} results")
+    click.echo(f"Experiment {s['name']!r} ({s['state']}): {plural(s['num_trials'], 'trial')}, "
+               f"{plural(s['num_results'], 'result')}")
     if s["best_trial"] is not None:
         click.echo(f"Best trial {s['best_trial']}: {s['metric']}={s['best_value']:.4g}")
     for name, note in doc["notes"].items():

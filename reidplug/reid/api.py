@@ -5,20 +5,25 @@ from __future__ import annotations
 from pathlib import Path
 
 from reidplug.core.config import load_config, to_yaml
+from reidplug.core.plural import plural
 
 
 def train(config, overrides=(), *, resume: bool = False, echo: bool = True) -> dict:
     """Train one model as the config says; returns the final evaluation.
 
-    Writes config.yaml, metrics.jsonl, model_XXXX.pth, model_best.pth and
-    last_checkpoint into OUTPUT_DIR. With `resume`, continues from the last
-    checkpoint there.
+    Writes config.yaml, metrics.jsonl, model_XXXX.pth, model_best.pth,
+    last_checkpoint and, at the end, model_final.pth (the weights to evaluate)
+    into OUTPUT_DIR. With `resume`, continues from the last checkpoint there.
     """
+    cfg = load_config(config, overrides)
+    out = Path(cfg.OUTPUT_DIR)
+    if echo:
+        # Importing torch, reading the data and building the model take seconds: say first what is coming.
+        print(f"preparing to train {cfg.MODEL.BACKBONE.NAME} on {', '.join(cfg.DATASETS.NAMES)} -> {out} "
+              f"(loading torch, the data and the model)", flush=True)
     from reidplug.reid.engine.checkpoint import load_file
     from reidplug.reid.engine.training import ReIDTraining, trainer_name
 
-    cfg = load_config(config, overrides)
-    out = Path(cfg.OUTPUT_DIR)
     training = ReIDTraining(cfg, out, checkpoints=True, echo=echo)
     if resume:
         last = training.checkpointer.last()
@@ -32,16 +37,27 @@ def train(config, overrides=(), *, resume: bool = False, echo: bool = True) -> d
     (out / "config.yaml").write_text(to_yaml(cfg))
     if echo:
         print(f"training {cfg.MODEL.BACKBONE.NAME} with the {trainer_name(cfg)} trainer on {training.device} "
-              f"for {cfg.SOLVER.MAX_EPOCH} epochs ({training.iters_per_epoch} iterations each) -> {out}", flush=True)
+              f"for {plural(cfg.SOLVER.MAX_EPOCH, 'epoch')} ({plural(training.iters_per_epoch, 'iteration')} each) "
+              f"-> {out}", flush=True)
     if training.epoch < cfg.SOLVER.MAX_EPOCH:
         training.train()
     results = training.last_eval or training.evaluate(echo=echo)
+    final = training.checkpointer.finalize()
+    if echo and final is not None:
+        print(f"weights: {final}", flush=True)
+        print(f"evaluate them with: reidplug eval {out / 'config.yaml'} MODEL.WEIGHTS={final}", flush=True)
     return results
 
 
 def evaluate(config, overrides=(), *, vis: int = 0, echo: bool = True) -> dict:
     """Evaluate MODEL.WEIGHTS (a checkpoint file or folder) on each of DATASETS.TESTS."""
-    from reidplug.reid.evaluate_checkpoint import run_evaluation
+    from reidplug.reid.evaluate_checkpoint import find_weights
 
     cfg = load_config(config, overrides)
-    return run_evaluation(cfg, vis=vis, echo=echo)
+    path = find_weights(cfg.MODEL.WEIGHTS)
+    if echo:
+        # Before torch is imported and the test sets are read, which take seconds.
+        print(f"evaluating {path} on {', '.join(cfg.DATASETS.TESTS)}", flush=True)
+    from reidplug.reid.evaluate_checkpoint import run_evaluation
+
+    return run_evaluation(cfg, vis=vis, echo=echo, weights_path=path)

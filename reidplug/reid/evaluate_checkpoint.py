@@ -2,35 +2,42 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
-import torch
-
+from reidplug.core import progress
 from reidplug.core.errors import CheckpointError, ConfigError
 
 
 def find_weights(path: str) -> Path:
-    """MODEL.WEIGHTS may name a .pth file, a training folder (last_checkpoint) or a trial checkpoint folder."""
+    """MODEL.WEIGHTS may name a .pth file, a training folder or a trial checkpoint folder.
+
+    Needs no torch, so that a wrong path is reported at once.
+    """
     if not path:
         raise ConfigError("set MODEL.WEIGHTS to a checkpoint (file or folder) to evaluate", key="MODEL.WEIGHTS")
     p = Path(path)
     if p.is_dir():
-        for candidate in (p / "checkpoint.pth", p / "model_best.pth"):
+        for candidate in (p / "checkpoint.pth", p / "model_best.pth", p / "model_final.pth"):
             if candidate.is_file():
                 return candidate
         marker = p / "last_checkpoint"
         if marker.is_file():
             return p / marker.read_text().strip()
         raise CheckpointError(f"MODEL.WEIGHTS: no checkpoint found in folder {p}")
+    if not p.exists():
+        raise CheckpointError(f"MODEL.WEIGHTS: no checkpoint at {p}")
     return p
 
 
-def load_model(cfg, device: torch.device):
+def load_model(cfg, device, weights_path: Path | None = None):
     """The model of cfg with the weights of MODEL.WEIGHTS (its classifier size taken from the file)."""
+    import torch
+
     from reidplug.reid.engine.checkpoint import load_file
     from reidplug.reid.modeling.build import build_model
 
-    path = find_weights(cfg.MODEL.WEIGHTS)
+    path = weights_path if weights_path is not None else find_weights(cfg.MODEL.WEIGHTS)
     state = load_file(path, key="MODEL.WEIGHTS")
     weights = state.get("model", state) if isinstance(state, dict) else None
     if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
@@ -52,21 +59,22 @@ def _classes_in(weights: dict) -> int:
     return 1
 
 
-def run_evaluation(cfg, *, vis: int = 0, echo: bool = True) -> dict:
+def run_evaluation(cfg, *, vis: int = 0, echo: bool = True, weights_path: Path | None = None) -> dict:
+    """Metrics of MODEL.WEIGHTS (or `weights_path`, already found) on each of DATASETS.TESTS."""
     from reidplug.reid.data.build import build_test_loader
     from reidplug.reid.engine.training import resolve_device
     from reidplug.reid.evaluation.evaluator import ReidEvaluator, extract_features, format_table
 
     device = resolve_device(cfg.MODEL.DEVICE)
-    model, path = load_model(cfg, device)
-    if echo:
-        print(f"evaluating {path} on {', '.join(cfg.DATASETS.TESTS)}", flush=True)
+    model, path = load_model(cfg, device, weights_path)
     all_results = {}
     for name in cfg.DATASETS.TESTS:
         loader, num_query = build_test_loader(cfg, name)
         evaluator = ReidEvaluator(cfg, num_query)
-        feats, pids, camids = extract_features(model, loader, device, cfg.TEST.FLIP.ENABLED)
-        results = evaluator.evaluate(feats, pids, camids)
+        # the features of a real test set take minutes on a CPU: a bar on a terminal, lines in a log
+        with progress.stages() if echo else contextlib.nullcontext() as report:
+            feats, pids, camids = extract_features(model, loader, device, cfg.TEST.FLIP.ENABLED, progress=report)
+            results = evaluator.evaluate(feats, pids, camids, progress=report)
         all_results[name] = results
         if echo:
             print(format_table(results, name), flush=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -49,6 +50,12 @@ def test_two_plus_two_epochs_equal_four(tmp_path):
     assert [r["epoch"] for r in evals] == [2, 4] and all(0 <= r["rank1"] <= 100 for r in evals)
     assert (straight / "model_best.pth").exists() and (straight / "last_checkpoint").read_text() == "model_0004.pth"
     assert "| SyntheticMarket |" in first.stdout
+    # A finished run leaves model_final.pth, its last checkpoint under FastReID's name, and says so last;
+    # the resumed run's replaces the one its first half left.
+    for folder, run in ((straight, first), (split, rest)):
+        assert os.path.samefile(folder / "model_final.pth", folder / "model_0004.pth")
+        assert f"weights: {folder / 'model_final.pth'}" in run.stdout.splitlines()[-2]
+        assert not [p.name for p in folder.iterdir() if p.name.startswith(".")], "temporary files left"
 
 
 class PoisonOnce(FP32Trainer):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import torch
 from reidplug.core.errors import CheckpointError
 
 LAST = "last_checkpoint"
+FINAL = "model_final.pth"  # FastReID's name for the weights a finished training leaves
 
 
 def rng_state() -> dict:
@@ -66,7 +68,8 @@ def load_file(path: str | Path, *, key: str | None = None) -> dict:
 
 
 class Checkpointer:
-    """model_XXXX.pth files in a folder: the last `keep` of them plus model_best.pth."""
+    """model_XXXX.pth files in a folder: the last `keep` of them, model_best.pth and, once the
+    training has finished, model_final.pth."""
 
     def __init__(self, folder: str | Path, keep: int = 2, metric: str = "score"):
         self.folder = Path(folder)
@@ -97,3 +100,22 @@ class Checkpointer:
                 return path
         saved = sorted(self.folder.glob("model_[0-9]*.pth"))
         return saved[-1] if saved else None
+
+    def finalize(self) -> Path | None:
+        """Make model_final.pth the last checkpoint; returns it (None when nothing was saved)."""
+        last = self.last()
+        if last is None:
+            return None
+        final = self.folder / FINAL
+        if final.exists() and os.path.samefile(final, last):
+            return final  # rename() onto the same file would do nothing and leave the temporary name
+        tmp = self.folder / f".{FINAL}.tmp-{os.getpid()}"
+        tmp.unlink(missing_ok=True)
+        try:
+            # A second name for the same file: no second copy of the weights on disk, and it
+            # stays whole when the keep-last policy later removes model_XXXX.pth.
+            os.link(last, tmp)
+        except OSError:
+            shutil.copyfile(last, tmp)
+        os.replace(tmp, final)
+        return final

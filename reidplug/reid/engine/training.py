@@ -11,6 +11,7 @@ import torch
 
 from reidplug.core.errors import CheckpointError, ConfigError
 from reidplug.core.manager import registry
+from reidplug.core.plural import plural
 from reidplug.reid.engine import hooks as H
 from reidplug.reid.engine.checkpoint import Checkpointer, rng_state, set_rng_state
 from reidplug.reid.engine.lr_schedule import LRSchedule
@@ -69,7 +70,8 @@ class ReIDTraining:
         self.iters_per_epoch = len(self.loader)
         if self.iters_per_epoch == 0:
             raise ConfigError(
-                f"the training set ({len(self.train_set.records)} images) gives no full batch of {self.batch_size}",
+                f"the training set ({plural(len(self.train_set.records), 'image')}) gives no full batch "
+                f"of {self.batch_size}",
                 key="SOLVER.IMS_PER_BATCH",
             )
 
@@ -134,6 +136,7 @@ class ReIDTraining:
         echo = self.progress.echo if echo is None else echo
         results: dict = {}
         for i, (name, (loader, num_query)) in enumerate(self.test_loaders().items()):
+            self.progress.show(f"evaluating on {name}")
             amp = trainer_name(self.cfg) == "amp" and self.device.type == "cuda"
             metrics = ReidEvaluator(self.cfg, num_query)(self.model, loader, self.device, amp=amp)
             if echo:
