@@ -11,8 +11,9 @@ import shutil
 from functools import lru_cache
 from pathlib import Path
 
-# enough identities for the shipped spaces' largest PK batch (128 images of 32 identities)
-IDS, CAMS, HEIGHT, WIDTH = 80, 3, 32, 16
+# Enough identities for the shipped spaces' largest PK batch: 128 images of 2 instances needs 64 training
+# identities, and the generator puts half of them in the training split.
+IDS, CAMS, HEIGHT, WIDTH = 140, 3, 32, 16
 
 
 @lru_cache(maxsize=None)
