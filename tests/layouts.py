@@ -25,10 +25,36 @@ def _market_source(cache: str) -> Path:
     return out
 
 
+TEST_IDS = 20  # identities kept in query and gallery: enough to rank, few enough to evaluate in seconds
+
+
+@lru_cache(maxsize=None)
+def _trimmed(cache: str) -> Path:
+    """The source with its query and gallery cut to TEST_IDS identities (and as many junk/distractor images)."""
+    full = _market_source(cache)
+    out = full.with_name(full.name + f"-test{TEST_IDS}")
+    if not out.exists():
+        tmp = out.with_name(out.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(full / "bounding_box_train", tmp / "bounding_box_train")
+        names = sorted(p.name for split in ("query", "bounding_box_test") for p in (full / split).glob("*.jpg"))
+        keep = sorted({int(n.split("_")[0]) for n in names if int(n.split("_")[0]) > 0})[:TEST_IDS]
+        for split in ("query", "bounding_box_test"):
+            (tmp / split).mkdir()
+            others = 0
+            for src in sorted((full / split).glob("*.jpg")):
+                pid = int(src.name.split("_")[0])
+                if pid in keep or (pid <= 0 and others < TEST_IDS):
+                    others += pid <= 0
+                    shutil.copy(src, tmp / split / src.name)
+        tmp.rename(out)
+    return out
+
+
 def _source() -> Path:
     import os
 
-    return _market_source(os.environ["REIDPLUG_TEST_CACHE"])
+    return _trimmed(os.environ["REIDPLUG_TEST_CACHE"])
 
 
 def market_tree(root: Path) -> Path:

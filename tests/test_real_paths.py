@@ -224,3 +224,25 @@ def test_a_trial_can_start_processes_under_each_executor(tmp_path, executor):
     assert summary["status"].get("ERROR", 0) == 0, summary
     rows = _results(tmp_path / "procs")
     assert len(rows) == 2 and all(float(r[3]) > 0 for r in rows), rows
+
+
+def _loader_start_method(_):
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import TINY_REID
+
+    from reidplug.core.config import load_config
+    from reidplug.reid.data.build import build_train_loader
+
+    cfg = load_config({}, [*TINY_REID, "DATALOADER.NUM_WORKERS=2"])
+    return build_train_loader(cfg, seed=0).multiprocessing_context.get_start_method()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork is the Linux default")
+def test_loader_workers_of_a_spawned_trial_worker_are_forked():
+    """A spawned worker would otherwise spawn each loader worker: a new interpreter importing torch."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        assert pool.map(_loader_start_method, [0]) == ["fork"]
