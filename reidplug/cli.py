@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -81,19 +82,35 @@ def _starting(what: str, quiet: bool) -> None:
 def _search(tuner, report: bool) -> dict:
     """Run a search; after an interrupt, say how to continue it (the folder holds its whole config)."""
     folder = tuner.experiment.dir
+
+    def on_sigint(signum, frame):
+        # The tuner handles Ctrl-C while it runs and hands this back as it returns. Once it has
+        # stopped for an interrupt, the process is on its way out with the resume hint.
+        if not tuner.interrupted:
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
     try:
         summary = tuner.run()
     except KeyboardInterrupt:  # a second Ctrl-C: out at once, the journal has what was committed
-        click.echo(f"Interrupted. Continue with: reidplug resume {folder}", err=True)
-        sys.exit(130)
+        _exit_interrupted(folder)
+    signal.signal(signal.SIGINT, signal.SIG_IGN if tuner.interrupted else previous)
     _print_summary(summary)
     if summary.get("stopped_reason") == "interrupted":
         # no report: whoever pressed Ctrl-C wants out, and `reidplug report` draws it any time
-        click.echo(f"Interrupted. Continue with: reidplug resume {folder}", err=True)
-        sys.exit(130)
+        _exit_interrupted(folder)
     if report:
         _write_report(summary)
     return summary
+
+
+def _exit_interrupted(folder) -> None:
+    # Further presses while on the way out are ignored. A Python handler would not do: the
+    # interpreter puts SIGINT back to the default action as it shuts down, so a press then
+    # would kill the process by the signal instead of letting it exit 130.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    click.echo(f"Interrupted. Continue with: reidplug resume {folder}", err=True)
+    sys.exit(130)
 
 
 def _print_summary(summary: dict) -> None:

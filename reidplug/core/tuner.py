@@ -77,6 +77,11 @@ class Tuner:
             exp.stop_all("interrupted")
         return exp.finish()
 
+    @property
+    def interrupted(self) -> bool:
+        """True once an interrupt asked this run to stop."""
+        return self._interrupted
+
     def _on_interrupt(self, signum, frame):
         if self._interrupted:
             raise KeyboardInterrupt
