@@ -31,6 +31,7 @@ SCHEDULERS = {
     "bohb": {"SCHEDULER": "bohb", "BOHB": {"ETA": 3}},
     "bohb_async": {"SCHEDULER": "bohb_async", "BOHB_ASYNC": {"REDUCTION_FACTOR": 3}},
     "pbt": {"SCHEDULER": "pbt", "PBT": {"PERTURBATION_INTERVAL": 3}},
+    "pb2": {"SCHEDULER": "pb2", "PB2": {"PERTURBATION_INTERVAL": 3}},
     "fifo (reference)": {"SCHEDULER": "fifo"},
 }
 

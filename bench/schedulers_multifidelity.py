@@ -44,11 +44,20 @@ T = 81  # max budget in steps
 
 METHODS = {
     "BOHB": {"SCHEDULER": "bohb", "BOHB": {"MIN_BUDGET": 1, "ETA": 3}},
-    "BOHB (ASHA)": {"SCHEDULER": "bohb_async", "BOHB_ASYNC": {"GRACE_PERIOD": 1, "REDUCTION_FACTOR": 3}},
+    "BOHB (hpbandster)": {"SCHEDULER": "bohb", "BOHB": {"MIN_BUDGET": 1, "ETA": 3, "MODEL": "hpbandster"}},
+    "BOHB (ASHA)": {"SCHEDULER": "bohb_async", "BOHB_ASYNC": {"GRACE_PERIOD": 1, "REDUCTION_FACTOR": 3,
+                                                              "WINDOW": 0}},
+    "BOHB (ASHA) window 9": {"SCHEDULER": "bohb_async", "BOHB_ASYNC": {"GRACE_PERIOD": 1, "REDUCTION_FACTOR": 3,
+                                                                        "WINDOW": 9}},
+    "BOHB (ASHA) window 27": {"SCHEDULER": "bohb_async", "BOHB_ASYNC": {"GRACE_PERIOD": 1, "REDUCTION_FACTOR": 3,
+                                                                         "WINDOW": 27}},
     "Hyperband": {"SCHEDULER": "hyperband", "SEARCHER": "random", "HYPERBAND": {"MIN_BUDGET": 1, "ETA": 3}},
     "ASHA": {"SCHEDULER": "asha", "SEARCHER": "random", "ASHA": {"GRACE_PERIOD": 1, "REDUCTION_FACTOR": 3}},
     "Random": {"SCHEDULER": "fifo", "SEARCHER": "random"},
     "TPE (hyperopt)": {"SCHEDULER": "fifo", "SEARCHER": "hyperopt"},
+    # Reference runs of a peer (from `make bench-deps`), not reidplug configurations.
+    "Optuna TPE+Hyperband": {"SEARCHER": "optuna"},
+    "Optuna TPE+SHA": {"SEARCHER": "optuna"},
 }
 
 
@@ -106,7 +115,82 @@ class Hartmann:
         return hartmann6([params[f"x{i}"] for i in range(6)]) - HARTMANN_MIN
 
 
-PROBLEMS = {"counting_ones": CountingOnes(), "hartmann6": Hartmann()}
+_OPT_OFFSET = {"sgd": 0.4, "adam": 0.0, "rmsprop": 0.2}
+_BEST_LOG_LR = {"sgd": -1.5, "adam": -3.0, "rmsprop": -2.5}
+_ACT_OFFSET = {"relu": 0.1, "gelu": 0.0, "tanh": 0.3, "sigmoid": 0.6}
+
+
+class Mixed:
+    """bench/searchers.py's mixed space (choices, a log rate, integers) with a fidelity.
+
+    After t steps the score is -(f(p) + (1 - t/T) b(p) + e_t): f has its minimum 0 at one
+    point; b(p) = 0.3 (4 - depth) / 4 + 0.2 [opt == sgd] makes shallow models and SGD look
+    better early (its sign flips the ranking of depths at low budgets); e_t is the mean of
+    t draws of N(0, 0.3**2).
+    """
+
+    name = "mixed"
+    space = {"opt": {"choice": ["sgd", "adam", "rmsprop"]}, "act": {"choice": ["relu", "gelu", "tanh", "sigmoid"]},
+             "lr": {"loguniform": [1e-5, 1.0]}, "x": {"uniform": [0.0, 1.0]}, "y": {"uniform": [0.0, 1.0]},
+             "depth": {"randint": [1, 9]}, "width": {"quniform": [16, 256, 16]}}
+
+    @staticmethod
+    def f(p) -> float:
+        return (_OPT_OFFSET[p["opt"]] + _ACT_OFFSET[p["act"]]
+                + ((math.log10(p["lr"]) - _BEST_LOG_LR[p["opt"]]) / 2) ** 2
+                + 1 - math.exp(-((p["x"] - 0.7) ** 2 + (p["y"] - 0.2) ** 2) / 0.05)
+                + 0.05 * (p["depth"] - 4) ** 2 + ((p["width"] - 96) / 160) ** 2)
+
+    def init(self, params):
+        return {"noise": 0.0, "t": 0}
+
+    def step(self, params, state, rng):
+        t = state["t"] + 1
+        noise = state["noise"] + float(rng.normal(0.0, 0.3))
+        bias = 0.3 * (4 - params["depth"]) / 4 + 0.2 * (params["opt"] == "sgd")
+        return -(self.f(params) - (1 - t / T) * bias + noise / t), {"noise": noise, "t": t}
+
+    def regret(self, params):
+        return self.f(params)
+
+
+class LearningCurves:
+    """A learning-curve surrogate: power-law curves that cross.
+
+    acc(t) = a(p) - (a(p) - 0.1) * (1 + t)**(-c(p)) + N(0, 0.005**2). The plateau a(p) is
+    best (0.95) at lr = 10**-2.5, weight decay 10**-4, batch 64, dropout 0.2; the speed c(p)
+    grows with the learning rate and the batch, so fast learners lead early and fall behind.
+    The regret is 0.95 - a(p).
+    """
+
+    name = "learning_curves"
+    space = {"lr": {"loguniform": [1e-5, 1.0]}, "wd": {"loguniform": [1e-7, 1e-1]},
+             "batch": {"choice": [16, 32, 64, 128, 256]}, "dropout": {"uniform": [0.0, 0.6]}}
+
+    @staticmethod
+    def plateau(p) -> float:
+        return (0.95 - 0.04 * (math.log10(p["lr"]) + 2.5) ** 2 - 0.01 * (math.log10(p["wd"]) + 4) ** 2
+                - 0.03 * abs(math.log2(p["batch"] / 64)) - 0.3 * (p["dropout"] - 0.2) ** 2)
+
+    @staticmethod
+    def speed(p) -> float:
+        return 0.15 * math.exp(0.4 * (math.log10(p["lr"]) + 2.5)) * (p["batch"] / 64) ** 0.3
+
+    def init(self, params):
+        return {"t": 0}
+
+    def step(self, params, state, rng):
+        t = state["t"] + 1
+        a = self.plateau(params)
+        acc = a - (a - 0.1) * (1 + t) ** (-self.speed(params))
+        return acc + float(rng.normal(0.0, 0.005)), {"t": t}
+
+    def regret(self, params):
+        return 0.95 - self.plateau(params)
+
+
+PROBLEMS = {"counting_ones": CountingOnes(), "hartmann6": Hartmann(), "mixed": Mixed(),
+            "learning_curves": LearningCurves()}
 
 
 # ---------------------------------------------------------------------- driving an experiment
@@ -177,6 +261,8 @@ def run_one(args) -> dict:
     from reidplug.core.experiment import Experiment
 
     problem = PROBLEMS[problem_name]
+    if method.startswith("Optuna"):
+        return run_optuna(method, problem, seed, units)
     out = scratch_dir()
     tune = {"NAME": "run", "TRAINABLE": "noop", "NUM_TRIALS": 100000, "MAX_STEPS": T, "SEED": seed,
             "REPORTERS": [], "CHECKPOINT_FREQ": 0, "SPACE": problem.space, **METHODS[method]}
@@ -199,6 +285,58 @@ def run_one(args) -> dict:
             "seconds": time.perf_counter() - t0, "trials": len(exp.trials)}
 
 
+def run_optuna(method, problem, seed, units) -> dict:
+    """Optuna's TPE with a pruner on the same problem, one trial at a time, the same step accounting."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if method == "Optuna TPE+Hyperband":
+        pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=T, reduction_factor=3)
+    else:
+        pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed), pruner=pruner)
+    dists = {}
+    for key, spec in problem.space.items():
+        (kind, a), = spec.items()
+        if kind == "choice":
+            dists[key] = optuna.distributions.CategoricalDistribution(a)
+        elif kind == "randint":
+            dists[key] = optuna.distributions.IntDistribution(a[0], a[1] - 1)
+        elif kind == "quniform":
+            dists[key] = optuna.distributions.IntDistribution(a[0], a[1], step=a[2])
+        else:
+            dists[key] = optuna.distributions.FloatDistribution(a[0], a[1], log=kind == "loguniform")
+    curve, spent = [], 0
+    inc = {"step": 0, "score": -math.inf, "regret": math.inf}
+    t0 = time.perf_counter()
+    n = 0
+    while spent < units * T:
+        trial = study.ask(dists)
+        n += 1
+        params = dict(trial.params)
+        state = problem.init(params)
+        pruned = False
+        for step in range(1, T + 1):
+            rng = np.random.default_rng([seed, trial.number, step, step - 1])
+            score, state = problem.step(params, state, rng)
+            spent += 1
+            if step > inc["step"] or (step == inc["step"] and score > inc["score"]):
+                inc.update(step=step, score=score, regret=problem.regret(params))
+            curve.append((spent / T, inc["regret"]))
+            trial.report(score, step)
+            if spent >= units * T:
+                break
+            if trial.should_prune():
+                pruned = True
+                break
+        if pruned:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        else:
+            study.tell(trial, score)
+    return {"method": method, "problem": problem.name, "seed": seed, "curve": curve,
+            "seconds": time.perf_counter() - t0, "trials": n}
+
+
 def regret_at(curve, grid) -> np.ndarray:
     budgets = np.array([b for b, _ in curve])
     regrets = np.array([r for _, r in curve])
@@ -215,6 +353,7 @@ def main(argv=None) -> None:
     parser.add_argument("--budget", type=float, default=None, help="max budgets per run")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--problems", default=None, help="comma-separated (default: all)")
     parser.add_argument("--plot", default=str(Path(__file__).resolve().parents[1] / "docs" / "img" /
                                               "schedulers_multifidelity.png"))
     args = parser.parse_args(argv)
@@ -224,7 +363,17 @@ def main(argv=None) -> None:
     from reidplug.core.manager import plugin_manager
 
     known = {e.name for e in plugin_manager().registry("searcher")}
+    try:
+        import optuna  # noqa: F401
+
+        known.add("optuna")
+    except ImportError:
+        pass
     methods = [m for m in methods if METHODS[m].get("SEARCHER", "random") in known]
+    problems = args.problems.split(",") if args.problems else list(PROBLEMS)
+    for p in list(PROBLEMS):
+        if p not in problems:
+            del PROBLEMS[p]
     tasks = [(m, p, s, units) for p in PROBLEMS for m in methods for s in range(seeds)]
     print(f"{len(methods)} methods x {len(PROBLEMS)} problems x {seeds} seeds, {units:g} max budgets "
           f"({units * T:g} steps) per run, {args.workers} processes", flush=True)
@@ -238,7 +387,7 @@ def main(argv=None) -> None:
     summary = {}
     for p in PROBLEMS:
         print(f"{p}: median regret [IQR] at budget (units of the max budget)")
-        print(f"  {'method':16s}" + "".join(f"{m:>24g}" for m in marks) + f"{'s/run':>8s}")
+        print(f"  {'method':24s}" + "".join(f"{m:>24g}" for m in marks) + f"{'s/run':>8s}{'trials':>8s}")
         for m in methods:
             rs = [r for r in runs if r["problem"] == p and r["method"] == m]
             at = np.array([regret_at(r["curve"], np.array(marks)) for r in rs])
@@ -247,7 +396,8 @@ def main(argv=None) -> None:
                 q1, med, q3 = np.nanpercentile(at[:, j], [25, 50, 75])
                 cells.append(f"{med:.4f} [{q1:.4f},{q3:.4f}]")
             secs = np.mean([r["seconds"] for r in rs])
-            print(f"  {m:16s}" + "".join(f"{c:>24s}" for c in cells) + f"{secs:8.1f}")
+            trials = np.median([r["trials"] for r in rs])
+            print(f"  {m:24s}" + "".join(f"{c:>24s}" for c in cells) + f"{secs:8.1f}{trials:8.0f}")
             curves = np.array([regret_at(r["curve"], grid) for r in rs])
             summary[(p, m)] = np.nanpercentile(curves, [25, 50, 75], axis=0)
         print()
@@ -267,7 +417,8 @@ def plot(summary, methods, grid, path, seeds, units):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(PROBLEMS), figsize=(12, 4.5))
+    fig, axes = plt.subplots(1, len(PROBLEMS), figsize=(5.5 * len(PROBLEMS), 4.5), squeeze=False)
+    axes = axes[0]
     for ax, p in zip(axes, PROBLEMS):
         for m in methods:
             q1, med, q3 = summary[(p, m)]

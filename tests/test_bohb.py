@@ -99,7 +99,7 @@ def test_model_suggestions_concentrate_in_the_good_region():
 
 
 def test_the_largest_budget_with_a_model_is_used_and_smaller_ones_are_frozen():
-    s = BOHBSearcher(SPACE, seed=0)
+    s = BOHBSearcher(SPACE, seed=0, model="hpbandster")
     s.set_budgets([1, 3, 9])
     feed(s, 30, budget=1)
     assert s.model_budgets == {1}
@@ -184,3 +184,61 @@ def test_bohb_searcher_and_scheduler_share_their_section(tmp_path):
     exp = Experiment(cfg, dry_run=True)
     assert exp.scheduler.searcher is exp.searcher and exp.searcher.top_n_percent == 25
     assert [b["steps"] for b in exp.scheduler.plan()] == [[3, 9, 27], [9, 27], [27]]
+
+
+def test_joint_model_uses_every_budget_and_weighs_the_larger_ones_more():
+    s = BOHBSearcher(SPACE, seed=0)  # MODEL joint, the default
+    s.set_budgets([1, 3, 9])
+    feed(s, 6, budget=1)
+    assert s.model() is None  # 6 points: fewer than twice d + 1 = 10
+    feed(s, 6, budget=3, start=100)
+    good, bad = s.model()
+    # 12 points: hpbandster's split gives 5 good ones, shared out as ceil(6 * 5 / 12) = 3 per budget.
+    assert len(good.data) == 6 and len(bad.data) == 6
+    # Budget 3 weighs twice budget 1; the weights are normalised.
+    assert good.weights == pytest.approx([1 / 9] * 3 + [2 / 9] * 3)
+    # The good ones at each budget are that budget's best (lowest losses).
+    for b, rows in ((1, good.data[:3]), (3, good.data[3:])):
+        order = np.argsort(s._y[b][:6], kind="stable")
+        assert np.array_equal(rows, s._X[b][:6][order[:3]])
+    # Unlike hpbandster's model, a smaller budget keeps learning once a larger one is modelled.
+    feed(s, 30, budget=9, start=200)
+    feed(s, 4, budget=1, start=300)
+    assert s._n[1] == 10
+    picks = [p for _, p, pick in feed(s, 40, budget=9, start=400) if pick == "model"]
+    assert len(picks) > 15 and np.median([abs(p["x"] - 0.2) for p in picks]) < 0.15
+
+
+def test_weighted_kde_equals_a_direct_weighted_mixture():
+    rng = np.random.default_rng(1)
+    data = np.column_stack([rng.random(7), rng.integers(0, 3, 7)])
+    w = np.arange(1.0, 8.0)
+    kde = KDE(data, np.array([0, 3]), 1e-3, w)
+    x = np.array([[0.3, 1.0], [0.9, 2.0]])
+    h, hc = kde.bw
+    same = x[:, None, 1] == data[None, :, 1]
+    k = norm.pdf((x[:, None, 0] - data[None, :, 0]) / h) / h * np.where(same, 1 - hc, hc / 2)
+    assert kde.logpdf(x) == pytest.approx(np.log((k * w / w.sum()).sum(axis=1)))
+
+
+def test_bohb_async_window_compares_newcomers_with_recent_arrivals(tmp_path):
+    cfg = {"OUTPUT_DIR": str(tmp_path), "TUNE": {
+        "NAME": "exp", "TRAINABLE": "noop", "NUM_TRIALS": 40, "MAX_STEPS": 9, "REPORTERS": [], "SEED": 2,
+        "CHECKPOINT_FREQ": 0, "SCHEDULER": "bohb_async",
+        "BOHB_ASYNC": {"REDUCTION_FACTOR": 3, "WINDOW": 3}, "SPACE": {"x": {"uniform": [0.0, 1.0]}}}}
+    exp = Experiment(cfg)
+    sched = exp.scheduler
+    rung = sched.rungs[0][0]
+    for tid, score in enumerate([0.1] * 6 + [0.9, 0.8, 0.7], start=100):
+        rung.add(tid, score)
+    # Early arrivals were poor, recent ones good: 0.6 passes against the whole rung (its 2/3
+    # quantile is 0.3) and stops against the last three (0.83).
+    assert rung.quantile(2 / 3) < 0.6 < rung.recent_quantile(2 / 3, 3)
+    trial = exp.ask()
+    assert exp.tell(trial, {"score": 0.6}, step=1).value == "STOP"
+    sched.window = 0  # ASHA's rule: a like score passes against the whole rung
+    again = exp.ask()
+    assert exp.tell(again, {"score": 0.65}, step=1).value == "CONTINUE"
+    exp.close()
+    with pytest.raises(ConfigError, match="WINDOW"):
+        Experiment({**cfg, "TUNE": {**cfg["TUNE"], "NAME": "b", "BOHB_ASYNC": {"WINDOW": -1}}})

@@ -32,7 +32,8 @@ def lineage(exp):
 
 
 def test_explore_clips_to_the_domain_and_moves_choices_to_neighbours(tmp_path):
-    exp = make_exp(tmp_path, pbt={"PERTURBATION_FACTORS": [50.0, 0.001], "RESAMPLE_PROBABILITY": 0.0})
+    exp = make_exp(tmp_path, pbt={"PERTURBATION_FACTORS": [50.0, 0.001], "RESAMPLE_PROBABILITY": 0.0,
+                                  "EXPLORE": "factors"})
     sched = exp.scheduler
     params = {"x": 0.5, "lr": 0.01, "bs": 32, "n": 3}
     seen = {"x": set(), "lr": set(), "bs": set(), "n": set()}
@@ -50,6 +51,46 @@ def test_explore_clips_to_the_domain_and_moves_choices_to_neighbours(tmp_path):
     resampled = [sched.explore(params) for _ in range(200)]
     assert all(exp.space.contains(p) for p in resampled)
     assert len({p["x"] for p in resampled}) > 150
+    exp.close()
+
+
+def test_unit_explore_steps_in_the_domains_coordinates_and_reflects_at_the_bounds(tmp_path):
+    exp = make_exp(tmp_path, pbt={"RESAMPLE_PROBABILITY": 0.0, "EXPLORE_SCALE": 0.5})
+    sched = exp.scheduler
+    lr = exp.space.domains["lr"]
+    edge = {"x": 1.0, "lr": 0.1, "bs": 32, "n": 3}
+    values = [sched.explore(edge) for _ in range(400)]
+    assert all(exp.space.contains(p) for p in values)
+    # Reflected, not clipped: from the upper bound nothing lands on it, and the steps are
+    # in log coordinates for a log domain (about as many values below 0.01 as from x's 1.0).
+    assert not any(p["x"] == 1.0 for p in values) and not any(p["lr"] == pytest.approx(0.1) for p in values)
+    below = np.mean([lr.to_unit(p["lr"]) < 0.5 for p in values])
+    assert 0.2 < below < 0.5
+    assert np.mean([p["x"] < 0.5 for p in values]) == pytest.approx(below, abs=0.1)
+    sched.explore_scale = 0.01
+    near = [sched.explore({"x": 0.5, "lr": 0.01, "bs": 32, "n": 3}) for _ in range(50)]
+    assert all(abs(lr.to_unit(p["lr"]) - 0.5) < 0.05 and abs(p["x"] - 0.5) < 0.05 for p in near)
+    exp.close()
+
+
+def test_ttest_exploit_copies_only_a_clearly_better_donor(tmp_path):
+    exp = make_exp(tmp_path, pbt={"EXPLOIT": "ttest", "PERTURBATION_INTERVAL": 4})
+    sched = exp.scheduler
+    sched.recent = {1: [0.50, 0.52, 0.48, 0.51], 2: [0.51, 0.49, 0.53, 0.50], 3: [0.90, 0.91, 0.89, 0.92]}
+    assert not sched._worth_copying(1, 2)  # within the noise
+    assert sched._worth_copying(1, 3)
+    assert sched._smoothed(4, 1.0) == 1.0 and sched.recent[4] == [1.0]  # the window is the interval
+    exp.close()
+
+
+def test_smoothing_ranks_by_the_mean_of_recent_scores(tmp_path):
+    exp = make_exp(tmp_path, pbt={"SMOOTHING": 3})
+    sched = exp.scheduler
+    assert [sched._smoothed(1, v) for v in (1.0, 2.0, 3.0, 10.0)] == [1.0, 1.5, 2.0, 5.0]
+    with pytest.raises(ConfigError, match="SMOOTHING"):
+        make_exp(tmp_path, name="b", pbt={"SMOOTHING": 0})
+    with pytest.raises(ConfigError, match="EXPLORE"):
+        make_exp(tmp_path, name="c", pbt={"EXPLORE": "random"})
     exp.close()
 
 
@@ -145,7 +186,7 @@ def test_synchronous_rounds_wait_for_everyone(tmp_path):
 def test_synchronous_round_waits_for_an_in_flight_save(tmp_path):
     """A recipient whose pause is still being saved is exploited once saved, not before (Ray's hang and #28196)."""
     exp = make_exp(tmp_path, pbt={"PERTURBATION_INTERVAL": 1, "SYNCH": True, "QUANTILE_FRACTION": 0.25},
-                   SPACE={"x": {"uniform": [0.0, 1.0]}}, NUM_TRIALS=4, KEEP_CHECKPOINTS=1)
+                   SPACE={"x": {"uniform": [0.0, 1.0]}}, NUM_TRIALS=4, KEEP_CHECKPOINTS=1, MAX_CONCURRENT=4)
     sched = exp.scheduler
     trials = [exp.ask() for _ in range(4)]
     scores = {1: 0.1, 2: 0.5, 3: 0.6, 4: 0.9}
@@ -189,7 +230,7 @@ def test_mutations_option(tmp_path):
 
 def test_pinned_checkpoints_cover_what_exploits_still_need(tmp_path):
     exp = make_exp(tmp_path, pbt={"PERTURBATION_INTERVAL": 2, "QUANTILE_FRACTION": 0.5},
-                   SPACE={"x": {"uniform": [0.0, 1.0]}}, NUM_TRIALS=2, KEEP_CHECKPOINTS=1)
+                   SPACE={"x": {"uniform": [0.0, 1.0]}}, NUM_TRIALS=2, KEEP_CHECKPOINTS=1, MAX_CONCURRENT=2)
     sched = exp.scheduler
     a, b = exp.ask(), exp.ask()
     for trial, score in ((a, 1.0), (b, 0.1)):
@@ -235,6 +276,7 @@ def test_exploit_gives_the_recipient_exactly_the_donors_state(tmp_path):
         "NAME": "exp", "TRAINABLE": "pbt_trainables:LinearRegression", "NUM_TRIALS": 4, "MAX_CONCURRENT": 2,
         "MAX_STEPS": 8, "SEED": 0, "CHECKPOINT_FREQ": 0, "SCHEDULER": "pbt",
         "PBT": {"PERTURBATION_INTERVAL": 2, "QUANTILE_FRACTION": 0.25, "PERTURBATION_FACTORS": [5.0, 0.2],
+                "EXPLORE": "factors",
                 "RESAMPLE_PROBABILITY": 0.0},
         "SPACE": {"lr": {"loguniform": [0.005, 0.02]}, "momentum": {"uniform": [0.5, 0.95]}}}}
     audit = ExploitAudit()

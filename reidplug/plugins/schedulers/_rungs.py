@@ -65,6 +65,15 @@ class Rung:
     def ranked(self) -> list[int]:
         return [tid for _, tid in self._ranked]
 
+    def recent_quantile(self, q: float, window: int) -> float | None:
+        """The q-quantile (as `quantile`) of the last `window` scores recorded, in arrival order."""
+        recent = sorted(self._log_scores[-window:])
+        if not recent:
+            return None
+        pos = q * (len(recent) - 1)
+        lo, hi = math.floor(pos), math.ceil(pos)
+        return recent[lo] + (recent[hi] - recent[lo]) * (pos - lo)
+
     def quantile(self, q: float) -> float | None:
         """The q-quantile of the scores with linear interpolation (numpy's default); None when empty."""
         n = len(self._ranked)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from reidplug.core.hookspecs import hookimpl
+from reidplug.core.trial import Decision
 from reidplug.plugins.schedulers.asha import ASHAScheduler
 from reidplug.plugins.schedulers.hyperband import HyperbandScheduler
 from reidplug.plugins.searchers.bohb import KDE_OPTIONS, BOHBSearcher
@@ -43,14 +44,39 @@ class BOHBScheduler(HyperbandScheduler):
 
 
 class BOHBAsyncScheduler(ASHAScheduler):
-    """ASHA whose new configurations come from BOHB's kernel-density model."""
+    """ASHA whose new configurations come from BOHB's kernel-density model.
 
-    OPTIONS = {**ASHAScheduler.OPTIONS, **KDE_OPTIONS}
+    With TYPE stop, a trial arriving at a rung is compared with the last WINDOW trials
+    recorded there, not with all of them: as the model improves, its proposals beat the
+    early random ones, and against the whole history nearly every newcomer would pass
+    and take the budget to the top (0: the whole history, as ASHA).
+    """
 
-    def __init__(self, searcher, **kwargs):
+    OPTIONS = {**ASHAScheduler.OPTIONS, **KDE_OPTIONS, "WINDOW": 9}
+
+    def __init__(self, searcher, *, window=9, **kwargs):
         kde = {k: kwargs.pop(k) for k in _KDE_KEYS if k in kwargs}
         super().__init__(searcher, **kwargs)
+        if window < 0:
+            raise ValueError(f"WINDOW cannot be negative (0: the whole rung), got {window}")
+        self.window = int(window)
         self.searcher = kde_searcher(searcher, kde, "bohb_async")
+
+    def _stop_rule(self, trial, b, step, score):
+        if not self.window:
+            return super()._stop_rule(trial, b, step, score)
+        for rung in reversed(self.rungs[b]):
+            if step < rung.level or trial.id in rung:
+                continue
+            cutoff = rung.recent_quantile(1.0 - 1.0 / self.rf, self.window)
+            rung.add(trial.id, score)
+            info = {"rung": rung.level, "bracket": b, "cutoff": cutoff, "rung_size": len(rung)}
+            if cutoff is not None and score < cutoff:
+                self.last_info = {"reason": f"below the rung {rung.level} cutoff of the last {self.window}", **info}
+                return Decision.STOP
+            self.last_info = {"reason": f"passed rung {rung.level}", **info}
+            return Decision.CONTINUE
+        return Decision.CONTINUE
 
     def setup(self, experiment):
         experiment.searcher = self.searcher

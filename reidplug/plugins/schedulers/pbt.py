@@ -35,11 +35,16 @@ class PBTScheduler(Scheduler):
         "MUTATIONS": {},
         "POPULATION": 0,
         "SYNCH": False,
+        # What reidplug adds to Ray's PBT, each measured on bench/pbt_peers.py; docs/schedulers.md.
+        "SMOOTHING": 1,
+        "EXPLOIT": "truncation",
+        "EXPLORE": "unit",
+        "EXPLORE_SCALE": 0.1,
     }
 
     def __init__(self, searcher, *, perturbation_interval=1, burn_in=0, quantile_fraction=0.25,
                  resample_probability=0.25, perturbation_factors=(1.2, 0.8), mutations=None, population=0,
-                 synch=False, **kwargs):
+                 synch=False, smoothing=1, exploit="truncation", explore="unit", explore_scale=0.1, **kwargs):
         super().__init__(searcher, **kwargs)
         if perturbation_interval < 1:
             raise ValueError(f"PERTURBATION_INTERVAL must be at least 1 step, got {perturbation_interval}")
@@ -52,6 +57,18 @@ class PBTScheduler(Scheduler):
         factors = list(perturbation_factors)
         if not factors or any(isinstance(f, bool) or not isinstance(f, (int, float)) or f <= 0 for f in factors):
             raise ValueError(f"PERTURBATION_FACTORS must be a list of positive numbers, got {perturbation_factors!r}")
+        if smoothing < 1:
+            raise ValueError(f"SMOOTHING must be at least 1 result, got {smoothing}")
+        if exploit not in ("truncation", "ttest"):
+            raise ValueError(f"EXPLOIT must be 'truncation' or 'ttest', got {exploit!r}")
+        if explore not in ("factors", "unit"):
+            raise ValueError(f"EXPLORE must be 'factors' or 'unit', got {explore!r}")
+        if not 0 < explore_scale <= 1:
+            raise ValueError(f"EXPLORE_SCALE must be in (0, 1], got {explore_scale}")
+        self.smoothing = int(smoothing)
+        self.exploit_rule = exploit
+        self.explore_mode = explore
+        self.explore_scale = float(explore_scale)
         self.interval = int(perturbation_interval)
         self.burn_in = int(burn_in)
         self.quantile_fraction = float(quantile_fraction)
@@ -69,6 +86,7 @@ class PBTScheduler(Scheduler):
         self.failed: set[int] = set()
         self.last_perturbation: dict[int, int] = {}
         self.scores: dict[int, float] = {}  # score at the last perturbation, for unfinished members
+        self.recent: dict[int, list[float]] = {}  # the latest SMOOTHING scores since the member's last restart
         self._ranked: list[tuple[float, int]] = []  # (score, id), worst first
         self.exploited: list[int] = []  # recipients that have not restarted from their copy yet
         self.waiting: list[int] = []  # members paused to let others run, oldest first
@@ -150,6 +168,12 @@ class PBTScheduler(Scheduler):
             elif domain.categorical:
                 i = domain.index(value) + (1 if rng.random() < 0.5 else -1)
                 new[name] = domain.values[min(max(i, 0), len(domain.values) - 1)]
+            elif self.explore_mode == "unit":
+                # A step in the domain's own coordinates (log ones for log domains), reflected
+                # at the bounds: a factor clipped to a bound piles members up on it.
+                u = domain.to_unit(value) + rng.normal(0.0, self.explore_scale)
+                u = abs(u) % 2.0
+                new[name] = domain.from_unit(2.0 - u if u > 1.0 else u)
             else:
                 factor = self.factors[int(rng.integers(len(self.factors)))]
                 new[name] = domain.clip(value * factor)
@@ -165,12 +189,27 @@ class PBTScheduler(Scheduler):
         # A checkpoint at every perturbation point: a donor always has one at the step it is ranked by.
         return self._due(trial.id, step)
 
+    def _smoothed(self, trial_id: int, score: float) -> float:
+        # The t-test needs a sample: without smoothing it looks at the last interval's results.
+        window = self.smoothing if self.smoothing > 1 else (self.interval if self.exploit_rule == "ttest" else 1)
+        if window == 1:
+            return score
+        recent = self.recent.setdefault(trial_id, [])
+        recent.append(score)
+        if len(recent) > window:
+            del recent[0]
+        if self.smoothing == 1:
+            return score
+        finite = [v for v in recent[-self.smoothing:] if math.isfinite(v)]
+        return sum(finite) / len(finite) if finite else score
+
     def on_result(self, trial: Trial, result: dict) -> Decision:
         step = int(result["step"])
+        score = self._smoothed(trial.id, self.score(result))
         if not self._due(trial.id, step):
             return Decision.CONTINUE
         self.last_perturbation[trial.id] = step
-        self._set_score(trial.id, self.score(result))
+        self._set_score(trial.id, score)
         if self.synch:
             self.held.add(trial.id)
             if not self._barrier_reached():
@@ -189,7 +228,7 @@ class PBTScheduler(Scheduler):
         rank = bisect.bisect_left(self._ranked, (self.scores[trial.id], trial.id))  # 0: the worst
         if rank < k:
             donor = self._ranked[n - 1 - int(self._rng.integers(k))][1]
-            if self._exploit(trial, donor, report=True):
+            if self._worth_copying(trial.id, donor) and self._exploit(trial, donor, report=True):
                 return Decision.PAUSE
         self.last_info = {"reason": "kept", "step": step, "quantile": "top" if rank >= n - k else "middle"}
         if self._someone_waiting(trial.id):
@@ -198,9 +237,28 @@ class PBTScheduler(Scheduler):
             return Decision.PAUSE
         return Decision.CONTINUE
 
+    def _worth_copying(self, recipient_id: int, donor_id: int) -> bool:
+        """EXPLOIT ttest: copy only a donor whose recent scores are better by Welch's t-test (Jaderberg et al.)."""
+        if self.exploit_rule == "truncation":
+            return True
+        a = [v for v in self.recent.get(recipient_id, []) if math.isfinite(v)]
+        b = [v for v in self.recent.get(donor_id, []) if math.isfinite(v)]
+        if len(a) < 2 or len(b) < 2:
+            return True
+        ma, mb = sum(a) / len(a), sum(b) / len(b)
+        va = sum((v - ma) ** 2 for v in a) / (len(a) - 1)
+        vb = sum((v - mb) ** 2 for v in b) / (len(b) - 1)
+        se = math.sqrt(va / len(a) + vb / len(b))
+        # t > 1.645: one-sided 5 % under a normal approximation, enough for windows of a few results.
+        return se == 0.0 and mb > ma or se > 0.0 and (mb - ma) / se > 1.645
+
+    def explore_for(self, recipient: Trial, donor: Trial) -> dict:
+        """The recipient's new parameters: PBT perturbs the donor's; PB2 chooses them with its model."""
+        return self.explore(donor.params)
+
     def _exploit(self, recipient: Trial, donor_id: int, *, now: bool = True, report: bool = False) -> bool:
         donor = self.experiment.trials[donor_id]
-        params = self.explore(donor.params)
+        params = self.explore_for(recipient, donor)
         info = {"donor_score": self.scores.get(donor.id), "recipient_score": self.scores.get(recipient.id)}
         if not now:
             self.pending[recipient.id] = (donor.id, params, info)
@@ -212,6 +270,7 @@ class PBTScheduler(Scheduler):
             return False  # the donor has no intact checkpoint: nothing to copy
         self.last_perturbation[recipient.id] = recipient.step
         self._set_score(recipient.id, None)  # ranked again at its next interval
+        self.recent.pop(recipient.id, None)  # its old scores are not the copy's
         if recipient.id in self.waiting:
             self.waiting.remove(recipient.id)
         self.waiting.append(recipient.id)
@@ -240,10 +299,12 @@ class PBTScheduler(Scheduler):
         bottom, top = self.quantiles()
         for tid in bottom:
             recipient = trials[tid]
+            donor = top[int(self._rng.integers(len(top)))]
+            if not self._worth_copying(tid, donor):
+                continue
             # A recipient whose pause is still being saved is exploited once saved, so that
             # its own late checkpoint cannot replace the donor's copy.
             now = recipient is current or recipient.status == TrialStatus.PAUSED
-            donor = top[int(self._rng.integers(len(top)))]
             self._exploit(recipient, donor, now=now, report=recipient is current)
         skip = set(self.exploited) | set(self.pending) | ({current.id} if current is not None else set())
         self.waiting += sorted(t for t in self.held if t not in skip)
@@ -297,6 +358,7 @@ class PBTScheduler(Scheduler):
 
     def _gone(self, trial: Trial) -> None:
         self._set_score(trial.id, None)
+        self.recent.pop(trial.id, None)
         self.held.discard(trial.id)
         if trial.id in self.waiting:
             self.waiting.remove(trial.id)
@@ -324,6 +386,7 @@ class PBTScheduler(Scheduler):
             "members": list(self.members), "failed": set(self.failed), "last_perturbation": dict(self.last_perturbation),
             "scores": dict(self.scores), "exploited": list(self.exploited), "waiting": list(self.waiting),
             "held": set(self.held), "pending": dict(self.pending), "rng": self._rng.bit_generator.state,
+            "recent": {t: list(v) for t, v in self.recent.items()},
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -338,6 +401,7 @@ class PBTScheduler(Scheduler):
         self.held = set(state["held"])
         self.pending = dict(state["pending"])
         self._rng.bit_generator.state = state["rng"]
+        self.recent = {t: list(v) for t, v in state.get("recent", {}).items()}  # older journals have none
 
 
 @hookimpl

@@ -17,6 +17,9 @@ KDE_OPTIONS = {
     "BANDWIDTH_FACTOR": 3.0,
     "MIN_BANDWIDTH": 1e-3,
     "MIN_POINTS_IN_MODEL": 0,
+    # "joint": one model from every budget's results (each ranked within its budget, the
+    # larger budgets weighing more); "hpbandster": the largest budget with enough points.
+    "MODEL": "joint",
 }
 
 _TINY = 1e-32  # densities are floored here before the ratio, as in hpbandster
@@ -31,11 +34,19 @@ class KDE:
     reference rule 1.06 * std * n**(-1 / (4 + d)) (statsmodels' 'normal_reference').
     """
 
-    def __init__(self, data: np.ndarray, levels: np.ndarray, min_bandwidth: float):
+    def __init__(self, data: np.ndarray, levels: np.ndarray, min_bandwidth: float, weights: np.ndarray | None = None):
         self.data = np.asarray(data, dtype=float)
         n, d = self.data.shape
         self.levels = levels
-        bw = 1.06 * self.data.std(axis=0) * n ** (-1.0 / (4 + d))
+        if weights is None:
+            self.weights = np.full(n, 1.0 / n)
+            std = self.data.std(axis=0)
+        else:
+            self.weights = np.asarray(weights, dtype=float) / np.sum(weights)
+            mean = self.weights @ self.data
+            std = np.sqrt(self.weights @ (self.data - mean) ** 2)
+            n = 1.0 / float(np.sum(self.weights**2))  # the effective sample size
+        bw = 1.06 * std * n ** (-1.0 / (4 + d))
         bw = np.maximum(bw, min_bandwidth)
         cat = levels > 0
         # Past (c - 1) / c the kernel would favour the other values over the observed one;
@@ -57,8 +68,9 @@ class KDE:
             h, c = self.bw[j], self.levels[j]
             same = x[:, j, None] == self.data[None, :, j]
             total += np.where(same, math.log(max(1.0 - h, _TINY)), math.log(max(h / (c - 1), _TINY)))
+        total += np.log(self.weights)[None, :]
         peak = total.max(axis=1, keepdims=True)
-        return (peak[:, 0] + np.log(np.exp(total - peak).sum(axis=1))) - math.log(self.data.shape[0])
+        return peak[:, 0] + np.log(np.exp(total - peak).sum(axis=1))
 
 
 class BOHBSearcher(Searcher):
@@ -73,8 +85,12 @@ class BOHBSearcher(Searcher):
     OPTIONS = {**KDE_OPTIONS, "MIN_BUDGET": 1, "MAX_BUDGET": 0, "ETA": 3}
 
     def __init__(self, space, *, top_n_percent=15, num_samples=64, random_fraction=1.0 / 3.0, bandwidth_factor=3.0,
-                 min_bandwidth=1e-3, min_points_in_model=0, min_budget=None, max_budget=None, eta=None, **kwargs):
+                 min_bandwidth=1e-3, min_points_in_model=0, model="joint", min_budget=None, max_budget=None, eta=None,
+                 **kwargs):
         super().__init__(space, **kwargs)
+        if model not in ("joint", "hpbandster"):
+            raise ValueError(f"MODEL must be 'joint' or 'hpbandster', got {model!r}")
+        self.joint = model == "joint"
         if not 0 < top_n_percent < 100:
             raise ValueError(f"TOP_N_PERCENT must be between 0 and 100, got {top_n_percent}")
         if num_samples < 1:
@@ -140,7 +156,7 @@ class BOHBSearcher(Searcher):
         if params is None:
             return
         # Once a model exists for a larger budget, smaller budgets are no longer modelled (hpbandster).
-        if self.model_budgets and max(self.model_budgets) > budget:
+        if not self.joint and self.model_budgets and max(self.model_budgets) > budget:
             return
         n = self._n.get(budget, 0)
         if budget not in self._X:
@@ -162,8 +178,43 @@ class BOHBSearcher(Searcher):
         n_bad = max(self.min_points, ((100 - self.top_n_percent) * n) // 100)
         return min(n_good, n), max(min(n_bad, n - n_good), 0)
 
+    def joint_model(self) -> tuple[KDE, KDE] | None:
+        """One (good, bad) pair from every budget's points.
+
+        Each budget's points are ranked among themselves; as many of them are good as
+        hpbandster's split of all the points gives, shared out by the budget's size, so
+        early on (few points) the top half is good, later the top TOP_N_PERCENT. A budget's
+        points weigh as its rank among the budgets (1 for the smallest), since the
+        larger budgets' rankings are the more faithful ones.
+        """
+        budgets = sorted(b for b, n in self._n.items() if n >= 2)
+        total = sum(self._n[b] for b in budgets)
+        if total < 2 * self.min_points:
+            return None
+        key = tuple((b, self._n[b]) for b in budgets)
+        cached = self._models.get("joint")
+        if cached is not None and cached[2] == key:
+            return cached[0], cached[1]
+        n_good_total, _ = self._split(total)
+        good_x, good_w, bad_x, bad_w = [], [], [], []
+        for rank, b in enumerate(budgets, start=1):
+            n = self._n[b]
+            X, y = self._X[b][:n], self._y[b][:n]
+            order = np.argsort(y, kind="stable")
+            k = min(max(1, math.ceil(n * n_good_total / total)), n - 1)
+            good_x.append(X[order[:k]])
+            bad_x.append(X[order[k:]])
+            good_w += [float(rank)] * k
+            bad_w += [float(rank)] * (n - k)
+        good = KDE(np.concatenate(good_x), self.levels, self.min_bandwidth, np.array(good_w))
+        bad = KDE(np.concatenate(bad_x), self.levels, self.min_bandwidth, np.array(bad_w))
+        self._models["joint"] = (good, bad, key)
+        return good, bad
+
     def model(self, budget: int | None = None) -> tuple[KDE, KDE] | None:
-        """The (good, bad) densities at `budget` (default: the largest budget with a model)."""
+        """The (good, bad) densities at `budget` (default: the largest budget with a model; the joint model)."""
+        if budget is None and self.joint:
+            return self.joint_model()
         if budget is None:
             if not self.model_budgets:
                 return None
@@ -198,7 +249,10 @@ class BOHBSearcher(Searcher):
         from scipy.special import ndtr, ndtri
 
         rng, m = self._rng, self.num_samples
-        base = good.data[rng.integers(len(good.data), size=m)]
+        if self.joint:
+            base = good.data[rng.choice(len(good.data), size=m, p=good.weights)]
+        else:
+            base = good.data[rng.integers(len(good.data), size=m)]
         cand = base.copy()
         cont = self.levels == 0
         if cont.any():
