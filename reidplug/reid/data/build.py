@@ -15,7 +15,7 @@ from reidplug.core.manager import registry
 from reidplug.core.processes import die_with_parent
 from reidplug.reid.data.datasets.base import Record, ReIDDataset
 from reidplug.reid.data.image_dataset import ImageDataset, item_seed
-from reidplug.reid.data.samplers import EpochSampler, build_sampler
+from reidplug.reid.data.samplers import EpochSampler, build_sampler, check_rank_split
 from reidplug.reid.data.transforms import build_transforms
 
 DATASETS_ENV = "REIDPLUG_DATASETS"
@@ -82,12 +82,17 @@ class EpochBatchSampler:
     draw), so schedules and progress bars can count on it.
     """
 
-    def __init__(self, sampler: EpochSampler, batch_size: int, *, seed: int, epoch_length: int | None = None):
+    def __init__(self, sampler: EpochSampler, batch_size: int, *, seed: int, epoch_length: int | None = None,
+                 rank: int = 0, world_size: int = 1):
         if epoch_length is not None and epoch_length <= 0:
             raise ValueError(f"epoch_length must be positive, got {epoch_length}")
         self.sampler = sampler
         self.batch_size = int(batch_size)
         self.seed = int(seed)
+        # Data parallel: every rank draws the same global batch and keeps its share, so the
+        # processes together see (and augment) exactly what one process with the global batch would.
+        self.rank, self.world_size = int(rank), int(world_size)
+        self.local_batch_size = check_rank_split(sampler, self.batch_size, self.world_size)
         self.epoch_length = epoch_length if epoch_length is not None else sampler.num_samples // self.batch_size
         if self.epoch_length <= 0:
             raise ConfigError(f"{batch_size} is more than the {sampler.num_samples} training images", key="SOLVER.IMS_PER_BATCH")
@@ -105,9 +110,12 @@ class EpochBatchSampler:
 
     def _batches(self, epoch: int) -> Iterator[list[tuple[int, int]]]:
         stream = self._stream(epoch)
+        lo = self.rank * self.local_batch_size
+        hi = lo + self.local_batch_size
         for b in range(self.epoch_length):
             start = b * self.batch_size
-            yield [(next(stream), item_seed(self.seed, epoch, start + j)) for j in range(self.batch_size)]
+            batch = [next(stream) for _ in range(self.batch_size)]
+            yield [(batch[j], item_seed(self.seed, epoch, start + j)) for j in range(lo, hi)]
 
     def _stream(self, epoch: int) -> Iterator[int]:
         part = 0
@@ -186,10 +194,12 @@ def _loader_options(cfg, dataset: ImageDataset) -> dict:
     }
 
 
-def build_train_loader(cfg, *, seed: int, epoch_length: int | None = None) -> TrainLoader:
+def build_train_loader(cfg, *, seed: int, epoch_length: int | None = None, rank: int = 0,
+                       world_size: int = 1) -> TrainLoader:
     """PK-sampled (DATALOADER.SAMPLER_TRAIN), augmented training batches of `{"images", "targets", "camids"}`.
 
     An epoch is `epoch_length` batches, by default training images // SOLVER.IMS_PER_BATCH.
+    With `world_size` > 1, each batch is rank `rank`'s share of the global SOLVER.IMS_PER_BATCH.
 
     The loader also carries `num_classes`, `num_cameras` and `train_set`.
     """
@@ -201,7 +211,8 @@ def build_train_loader(cfg, *, seed: int, epoch_length: int | None = None) -> Tr
     sampler = build_sampler(
         cfg.DATALOADER.SAMPLER_TRAIN, pids, camids, batch_size=batch_size, num_instances=cfg.DATALOADER.NUM_INSTANCE, seed=seed
     )
-    batches = EpochBatchSampler(sampler, batch_size, seed=seed, epoch_length=epoch_length)
+    batches = EpochBatchSampler(sampler, batch_size, seed=seed, epoch_length=epoch_length, rank=rank,
+                                world_size=world_size)
     options = _loader_options(cfg, dataset)
     loader = TrainLoader(dataset, batch_sampler=batches, persistent_workers=options["num_workers"] > 0, **options)
     loader.num_classes = train_set.num_classes
@@ -210,10 +221,17 @@ def build_train_loader(cfg, *, seed: int, epoch_length: int | None = None) -> Tr
     return loader
 
 
-def build_test_loader(cfg, dataset_name: str) -> tuple[ReIDLoader, int]:
-    """(loader over query then gallery, number of query images); pids and cameras as the dataset has them."""
+def build_test_loader(cfg, dataset_name: str, *, rank: int = 0, world_size: int = 1) -> tuple[ReIDLoader, int]:
+    """(loader over query then gallery, number of query images); pids and cameras as the dataset has them.
+
+    With `world_size` > 1 the loader holds rank `rank`'s contiguous share of the images;
+    the shares in rank order are the whole list.
+    """
     dataset = build_dataset(cfg, dataset_name, config_key="DATASETS.TESTS")
-    data = ImageDataset(dataset.query + dataset.gallery, build_transforms(cfg, is_train=False), cache=cfg.DATALOADER.CACHE_IMAGES)
+    items = dataset.query + dataset.gallery
+    if world_size > 1:
+        items = items[len(items) * rank // world_size:len(items) * (rank + 1) // world_size]
+    data = ImageDataset(items, build_transforms(cfg, is_train=False), cache=cfg.DATALOADER.CACHE_IMAGES)
     loader = ReIDLoader(data, batch_size=cfg.TEST.IMS_PER_BATCH, shuffle=False, drop_last=False, **_loader_options(cfg, data))
     loader.reid_dataset = dataset
     return loader, len(dataset.query)

@@ -155,6 +155,29 @@ class BalancedIdentitySampler(NaiveIdentitySampler):
         return taken
 
 
+def check_rank_split(sampler: EpochSampler, batch_size: int, world_size: int) -> int:
+    """The per-rank batch of a global `batch_size` split over `world_size` processes.
+
+    As in FastReID, SOLVER.IMS_PER_BATCH is the global batch and each rank takes a
+    contiguous share of it. An identity sampler lays a batch out as P groups of K
+    images of one identity each, so a share of whole groups gives every rank its
+    own identities, none of them on another rank in the same iteration.
+    """
+    if world_size <= 1:
+        return batch_size
+    if batch_size % world_size:
+        raise ConfigError(f"{batch_size} does not split evenly over {world_size} processes", key="SOLVER.IMS_PER_BATCH")
+    local = batch_size // world_size
+    k = getattr(sampler, "num_instances", 0)
+    if k and local % k:
+        raise ConfigError(
+            f"{batch_size} over {world_size} processes leaves {local} images per process, not a multiple of "
+            f"DATALOADER.NUM_INSTANCE={k}: an identity would be split across processes",
+            key="SOLVER.IMS_PER_BATCH",
+        )
+    return local
+
+
 SAMPLERS = ("NaiveIdentitySampler", "BalancedIdentitySampler", "TrainingSampler")
 
 

@@ -191,7 +191,7 @@ class EvalHook(HookBase):
 
 class CheckpointHook(HookBase):
     """Save every SOLVER.CHECKPOINT_PERIOD epochs and at the end (also as model_final.pth);
-    keep the last N and the best."""
+    keep the last N and the best. In a data-parallel run only rank 0 writes."""
 
     def __init__(self, training, period: int):
         self.training, self.period = training, period
@@ -199,8 +199,8 @@ class CheckpointHook(HookBase):
     def after_epoch(self):
         epoch = self.loop.epoch
         if epoch % self.period == 0 or epoch == self.loop.max_epoch:
-            self.training.checkpointer.save(self.training, f"model_{epoch:04d}")
-        if epoch == self.loop.max_epoch:
+            self.training.save_checkpoint(f"model_{epoch:04d}")  # every rank takes part; rank 0 writes
+        if epoch == self.loop.max_epoch and self.training.checkpointer is not None:
             self.training.checkpointer.finalize()
 
 

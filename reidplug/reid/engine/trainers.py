@@ -9,6 +9,7 @@ from typing import Callable
 import torch
 
 from reidplug.core.errors import UserError
+from reidplug.reid.engine.distributed import gather_batch, gather_outputs, world_size
 
 
 class TrainingDiverged(UserError):
@@ -34,6 +35,9 @@ class Trainer:
 
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, cfg, device: torch.device):
         self.model = model
+        # What the forward pass runs through: the model, or its DistributedDataParallel wrapper
+        # (set by the training run), whose backward averages the gradients over the ranks.
+        self.forward_model: torch.nn.Module = model
         self.optimizer = optimizer
         self.cfg = cfg
         self.device = device
@@ -56,7 +60,12 @@ class Trainer:
 
     def forward(self, images: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
         with self.autocast():
-            outputs = self.model(images, targets)
+            outputs = self.forward_model(images, targets)
+        if world_size() > 1:
+            # The losses of the global batch on every rank: hard mining sees every identity of the
+            # step (as FastReID's gathered triplet loss), and all ranks agree on skipping a step.
+            outputs = gather_outputs(outputs, images.shape[0])
+            targets = gather_batch(targets)
         return self.model.losses(outputs, targets)  # computed in fp32 by the losses themselves
 
     def finite_or_skip(self, losses: dict[str, torch.Tensor], total: torch.Tensor, iteration: int) -> bool:

@@ -135,9 +135,29 @@ class ReidEvaluator:
         return evaluate(features, pids, camids, self.num_query, self.test, progress)
 
     def __call__(self, model, loader, device, amp: bool = False, progress: Progress | None = None) -> dict[str, float]:
-        """Extract features (flipped too with TEST.FLIP.ENABLED) and evaluate them."""
+        """Extract features (flipped too with TEST.FLIP.ENABLED) and evaluate them.
+
+        In a data-parallel run each rank's loader holds its contiguous share of the test
+        images: the shares are gathered in rank order, rank 0 ranks the whole set, and
+        every rank gets its metrics (or its error), the same as one process would.
+        """
+        from reidplug.reid.engine import distributed as D
+
         feats, pids, camids = extract_features(model, loader, device, self.test.FLIP.ENABLED, amp, progress)
-        return self.evaluate(feats, pids, camids, progress)
+        if D.world_size() == 1:
+            return self.evaluate(feats, pids, camids, progress)
+        shares = D.gather_objects((feats.numpy(), pids, camids))
+        outcome = None
+        if D.is_main():
+            try:
+                feats, pids, camids = (np.concatenate(parts) for parts in zip(*shares))
+                outcome = ("ok", self.evaluate(torch.from_numpy(feats), pids, camids, progress))
+            except UserError as exc:
+                outcome = ("error", exc)
+        outcome = D.broadcast_object(outcome)
+        if outcome[0] == "error":
+            raise outcome[1]
+        return outcome[1]
 
 
 _COLUMNS = (
