@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.reidplug-installed
 EXTRAS ?= dev,tensorboard,mlflow,ray,deploy
 
-.PHONY: venv quickstart test test-fast browser bench-deps clean
+.PHONY: venv quickstart test test-fast browser bench-deps api-docs clean
 
 venv: $(STAMP)
 
@@ -48,6 +48,10 @@ test-fast: $(STAMP)
 # Peers that the benchmarks compare against; never project dependencies.
 bench-deps: $(STAMP)
 	$(PY) -m pip install --quiet optuna "ray[tune]"
+
+# docs/api.md is generated from the docstrings; tests/test_api_reference.py fails when it is stale.
+api-docs: $(STAMP)
+	$(PY) -m reidplug.core.apidoc --write docs/api.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

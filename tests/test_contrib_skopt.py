@@ -104,8 +104,11 @@ def test_the_cli_lists_it(site, tmp_path):
                           env=_env(site), cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr
     rows = {row["name"]: row for row in json.loads(done.stdout)}
-    assert rows["skopt"] == {"name": "skopt", "version": "0.1.0", "distribution": "reidplug-skopt", "builtin": False,
-                             "components": {"searcher": ["skopt"]}}
+    skopt = rows["skopt"]
+    assert {k: skopt[k] for k in ("name", "version", "distribution", "builtin", "components")} == {
+        "name": "skopt", "version": "0.1.0", "distribution": "reidplug-skopt", "builtin": False,
+        "components": {"searcher": ["skopt"]}}
+    assert skopt["details"]["searcher"][0]["description"].startswith("Bayesian optimisation")
     assert rows["searchers.hyperopt"]["builtin"] and rows["searchers.hyperopt"]["components"] == {
         "searcher": ["hyperopt"]}
 

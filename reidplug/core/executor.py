@@ -60,6 +60,7 @@ class Executor:
     step, before reporting, so a result and its checkpoint arrive together.
     """
 
+    #: Option name (upper case) -> default; set in the config section TUNE.<NAME>.
     OPTIONS: dict[str, Any] = {}
 
     def __init__(self, experiment=None, *, max_concurrent: int = 1, resources: dict | None = None,
@@ -70,31 +71,38 @@ class Executor:
         self.experiment_dir = experiment_dir
 
     def start(self) -> None:
-        pass
+        """Start workers or connect to a cluster; called once before the first launch."""
 
     def free_slots(self) -> int:
+        """How many more trials can be launched now."""
         raise NotImplementedError
 
     def launch(self, spec: LaunchSpec, save_to: str | None = None) -> None:
+        """Start trial `spec.trial_id`: set the trainable up (loading `spec.context.restore_from`), run one step."""
         raise NotImplementedError
 
     def step(self, trial_id: int, save_to: str | None = None) -> None:
+        """Run one more step of a launched trial; its ResultEvent comes through `poll`."""
         raise NotImplementedError
 
     def save(self, trial_id: int, path: str) -> None:
+        """Save the trial into the empty folder `path` now; a SavedEvent comes through `poll`."""
         raise NotImplementedError
 
     def release(self, trial_id: int) -> None:
+        """End the trial's trainable (its `cleanup`) and free its slot."""
         raise NotImplementedError
 
     def poll(self, timeout: float | None = None) -> list:
+        """Events that arrived (ResultEvent, SavedEvent, ErrorEvent), waiting up to `timeout` seconds for one."""
         raise NotImplementedError
 
     def running(self) -> list[int]:
+        """Ids of the trials that hold a slot."""
         raise NotImplementedError
 
     def shutdown(self) -> None:
-        pass
+        """Stop the workers after the last trial; called once at the end."""
 
     def abort(self) -> None:
         """Stop everything now (a second Ctrl-C, an error in the loop); by default the same as shutdown."""

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.metadata
 import os
+import traceback
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pluggy
 
@@ -33,6 +36,7 @@ DEFAULT_PLUGINS = (
     "reidplug.plugins.schedulers.hyperband",
     "reidplug.plugins.schedulers.bohb",
     "reidplug.plugins.schedulers.pbt",
+    "reidplug.plugins.schedulers.pb2",
     "reidplug.plugins.executors.local",
     "reidplug.plugins.executors.ray",
     "reidplug.plugins.reporters.console",
@@ -41,17 +45,20 @@ DEFAULT_PLUGINS = (
     "reidplug.plugins.reporters.mlflow",
     "reidplug.plugins.data_commands",
     "reidplug.plugins.report_command",
+    "reidplug.plugins.plugins_command",
     "reidplug.plugins.deploy_commands",
 )
 BUILTIN_PREFIX = "reidplug.plugins."
 
 
 class ReidplugPluginManager(pluggy.PluginManager):
-    """A pluggy manager that also knows where each plugin came from."""
+    """A pluggy manager that also knows where each plugin came from and which plugins are disabled."""
 
     def __init__(self):
         super().__init__(hookspecs.PROJECT)
+        #: plugin name -> where it came from; disabled plugins too, with `error` set
         self.origins: dict[str, PluginOrigin] = {}
+        #: plugin name -> why it is disabled ("(from dist version): reason"), shown with unknown component names
         self.failed: dict[str, str] = {}
         self._registries: dict[str, Registry] | None = None
 
@@ -59,6 +66,22 @@ class ReidplugPluginManager(pluggy.PluginManager):
         if self._registries is None:
             self._registries = collect_registries(self)
         return self._registries[kind]
+
+    def disable(self, name: str, reason: str) -> None:
+        """Take plugin `name` out (if registered) and warn once, naming its distribution and version."""
+        origin = self.origins.get(name) or PluginOrigin(name, "?", "?", builtin=False)
+        origin.error = reason
+        origin.components.clear()
+        self.origins[name] = origin
+        self.failed[name] = f"(from {origin.distribution} {origin.version}): {reason}"
+        plugin = self.get_plugin(name)
+        if plugin is not None:
+            self.unregister(plugin, name=name)
+        warnings.warn(
+            f"reidplug plugin {name!r} is disabled {self.failed[name]}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 @dataclass
@@ -68,6 +91,7 @@ class PluginOrigin:
     version: str
     builtin: bool
     components: dict[str, list[str]] = field(default_factory=dict)
+    error: str | None = None  # why the plugin is disabled; None while it works
 
 
 def blocked_names(env: dict | None = None) -> set[str]:
@@ -80,7 +104,12 @@ def builtin_name(module: str) -> str:
 
 
 def get_plugin_manager(*, entry_points: bool = True, builtins=DEFAULT_PLUGINS) -> ReidplugPluginManager:
-    """A fresh manager: specs, then entry points of group `reidplug`, then builtins."""
+    """A fresh manager: specs, then entry points of group `reidplug`, then builtins.
+
+    A plugin that cannot be used (its module fails to import, a hook name matches no
+    specification, a hook's arguments do not match) is disabled with one warning; the
+    others and every command keep working.
+    """
     from reidplug import __version__
 
     pm = ReidplugPluginManager()
@@ -93,8 +122,14 @@ def get_plugin_manager(*, entry_points: bool = True, builtins=DEFAULT_PLUGINS) -
         name = builtin_name(module_name)
         if pm.is_blocked(name):
             continue
-        pm.register(importlib.import_module(module_name), name=name)
-        pm.origins[name] = PluginOrigin(name, "reidplug", __version__, builtin=True)
+        origin = PluginOrigin(name, "reidplug", __version__, builtin=True)
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:  # a builtin whose optional dependency is broken must not take the others down
+            pm.origins[name] = origin
+            pm.disable(name, import_failure(exc))
+            continue
+        add_plugin(pm, module, origin)
     check_pending(pm)
     return pm
 
@@ -104,25 +139,77 @@ def _load_entry_points(pm: ReidplugPluginManager) -> None:
         if pm.is_blocked(ep.name) or pm.get_plugin(ep.name) is not None:
             continue
         dist = getattr(ep, "dist", None)
-        dist_name = dist.metadata["Name"] if dist is not None else "?"
-        version = dist.version if dist is not None else "?"
+        origin = PluginOrigin(
+            ep.name,
+            dist.metadata["Name"] if dist is not None else "?",
+            dist.version if dist is not None else "?",
+            builtin=False,
+        )
         try:
             plugin = ep.load()
         except Exception as exc:  # a broken plugin must not take the others down
-            msg = f"{type(exc).__name__}: {exc}"
-            pm.failed[ep.name] = f"({dist_name} {version}) {msg}"
-            warnings.warn(
-                f"reidplug plugin {ep.name!r} (from {dist_name} {version}) failed to import and is skipped: {msg}",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+            pm.origins[ep.name] = origin
+            pm.disable(ep.name, import_failure(exc))
             continue
-        pm.register(plugin, name=ep.name)
-        pm.origins[ep.name] = PluginOrigin(ep.name, dist_name, version, builtin=False)
+        add_plugin(pm, plugin, origin)
+
+
+def import_failure(exc: BaseException) -> str:
+    """Why a module failed to import, naming the missing module and where the error was raised."""
+    what = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        return f"its module failed to import: it needs module {exc.name!r}, which is not installed ({what})"
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+    return f"its module failed to import: {what}{where}"
+
+
+def spec_names() -> list[str]:
+    """The names of every hook specification."""
+    return sorted(n for n, obj in vars(hookspecs).items() if callable(obj) and hasattr(obj, f"{hookspecs.PROJECT}_spec"))
+
+
+def unknown_hooks(pm: pluggy.PluginManager, plugin) -> list[str]:
+    """Hook implementations of `plugin` that match no specification (misspelled hook names)."""
+    specs = set(spec_names())
+    unknown = []
+    for attr in dir(plugin):
+        opts = pm.parse_hookimpl_opts(plugin, attr)
+        if opts is None or opts.get("optionalhook"):
+            continue
+        hook = opts.get("specname") or attr
+        if hook not in specs:
+            unknown.append(hook)
+    return unknown
+
+
+def did_you_mean(hook: str) -> str:
+    close = difflib.get_close_matches(hook, spec_names(), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def add_plugin(pm: ReidplugPluginManager, plugin, origin: PluginOrigin) -> bool:
+    """Register `plugin` under `origin.name`, or disable it when its hooks do not fit the specifications."""
+    pm.origins[origin.name] = origin
+    unknown = unknown_hooks(pm, plugin)
+    if unknown:
+        pm.disable(origin.name, "; ".join(
+            f"hook {hook!r} matches no hook specification{did_you_mean(hook)}" for hook in unknown))
+        return False
+    try:
+        pm.register(plugin, name=origin.name)
+    except pluggy.PluginValidationError as exc:  # a hook whose arguments are not the specification's
+        pm.disable(origin.name, "a hook's arguments are not its specification's: " + " ".join(str(exc).split()))
+        return False
+    return True
 
 
 def check_pending(pm: pluggy.PluginManager) -> None:
-    """A hookimpl that matches no spec (a misspelled hook) is an error naming its plugin."""
+    """A hookimpl that matches no spec (a misspelled hook) is an error naming its plugin.
+
+    Plugins loaded by `get_plugin_manager` are checked one by one as they are added, and
+    disabled rather than refused; this catches plugins registered by hand afterwards.
+    """
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
@@ -131,7 +218,11 @@ def check_pending(pm: pluggy.PluginManager) -> None:
 
 
 def collect_registries(pm: ReidplugPluginManager) -> dict[str, Registry]:
-    """Call every `register_<kind>s` hook, recording which plugin registered what."""
+    """Call every `register_<kind>s` hook, recording which plugin registered what.
+
+    A registration hook that raises disables its plugin (and drops what it registered);
+    a name registered twice stays an error naming both plugins.
+    """
     registries = {kind: Registry(kind) for kind in KINDS}
     for reg in registries.values():
         reg.failed = pm.failed
@@ -141,6 +232,8 @@ def collect_registries(pm: ReidplugPluginManager) -> dict[str, Registry]:
         # pluggy lists implementations last-registered first, so reverse it.
         for impl in reversed(caller.get_hookimpls()):
             owner = impl.plugin_name
+            if owner in pm.failed:
+                continue
 
             def register(name, factory, *, aliases=(), description="", _owner=owner, _kind=kind):
                 registries[_kind].register(name, factory, owner=_owner, aliases=aliases, description=description)
@@ -148,8 +241,27 @@ def collect_registries(pm: ReidplugPluginManager) -> dict[str, Registry]:
                 if origin is not None:
                     origin.components.setdefault(_kind, []).append(name)
 
-            impl.function(register=register)
+            try:
+                impl.function(register=register)
+            except PluginError:
+                raise
+            except Exception as exc:
+                for reg in registries.values():
+                    reg.drop_owner(owner)
+                pm.disable(owner, f"its hook register_{kind}s raised {type(exc).__name__}: {exc}")
     return registries
+
+
+def add_commands(pm: ReidplugPluginManager, cli) -> None:
+    """Call each plugin's `register_commands(cli)`; one that raises is disabled, its commands removed."""
+    for impl in reversed(pm.hook.register_commands.get_hookimpls()):
+        before = dict(cli.commands)
+        try:
+            impl.function(cli=cli)
+        except Exception as exc:
+            cli.commands.clear()
+            cli.commands.update(before)
+            pm.disable(impl.plugin_name, f"its hook register_commands raised {type(exc).__name__}: {exc}")
 
 
 _default: ReidplugPluginManager | None = None

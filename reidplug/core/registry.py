@@ -51,7 +51,7 @@ class Registry:
 
     def __init__(self, kind: str):
         self.kind = kind
-        self.failed: dict[str, str] = {}  # plugin name -> import error, shown with unknown names
+        self.failed: dict[str, str] = {}  # disabled plugin -> why, shown with unknown names
         self._entries: dict[str, Entry] = {}
         self._keys: dict[str, str] = {}  # lowercased name or alias -> canonical name
 
@@ -74,13 +74,19 @@ class Registry:
             known = sorted(self._entries)
             hint = difflib.get_close_matches(str(name), known, n=1)
             did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
-            # A plugin that failed to import may be the one that would have provided it.
-            broken = "".join(f"; plugin {p!r} failed to import: {why}" for p, why in self.failed.items())
+            # A disabled plugin may be the one that would have provided it.
+            broken = "".join(f"; plugin {p!r} is disabled {why}" for p, why in self.failed.items())
             raise UnknownComponentError(
                 f"unknown {self.kind} {name!r}{did_you_mean}; known {self.kind}s: {', '.join(known) or 'none'}{broken}",
                 key=config_key,
             )
         return self._entries[canonical]
+
+    def drop_owner(self, owner: str) -> None:
+        """Forget every component that plugin `owner` registered (it was disabled)."""
+        for name in [n for n, e in self._entries.items() if e.owner == owner]:
+            del self._entries[name]
+        self._keys = {k: n for k, n in self._keys.items() if n in self._entries}
 
     def get(self, name: str, *, config_key: str | None = None) -> Any:
         return self.entry(name, config_key=config_key).load()

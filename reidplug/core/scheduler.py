@@ -38,7 +38,12 @@ class Scheduler:
     `pinned_checkpoints()` (if defined) are never deleted.
     """
 
+    #: Option name (upper case) -> default; set in the config section TUNE.<NAME>.
     OPTIONS: dict[str, Any] = {}
+
+    #: Whether it needs a step budget: a function trainable with TUNE.MAX_STEPS 0 runs until it
+    #: returns (max_steps 0 here), which only schedulers that set this False accept.
+    NEEDS_MAX_STEPS: bool = True
 
     #: Extra facts about the latest decision (e.g. {"rung": 2}); journaled and shown to reporters.
     last_info: dict | None = None
@@ -56,6 +61,7 @@ class Scheduler:
         self.experiment: Experiment | None = None
 
     def setup(self, experiment: Experiment) -> None:
+        """Called once before the first trial, with the `Experiment` (trial table, trial creation)."""
         self.experiment = experiment
 
     # -- what to launch
@@ -64,6 +70,7 @@ class Scheduler:
         return self.new_trial()
 
     def new_trial(self, **kwargs) -> Trial | None:
+        """A new trial with the searcher's next suggestion; None when the budget or the searcher says no."""
         exp = self.experiment
         if not exp.can_create():
             return None
@@ -75,6 +82,7 @@ class Scheduler:
 
     # -- decisions
     def on_result(self, trial: Trial, result: dict) -> Decision:
+        """One result of `trial` (`result["step"]` steps done): CONTINUE, PAUSE or STOP."""
         return Decision.CONTINUE
 
     def on_complete(self, trial: Trial) -> None:
@@ -88,6 +96,7 @@ class Scheduler:
         return False
 
     def is_finished(self) -> bool:
+        """True when no trial can be created and none is pending, running or paused: the search ends."""
         exp = self.experiment
         return not exp.can_create() and not any(
             t.status in (TrialStatus.PENDING, TrialStatus.RUNNING, TrialStatus.PAUSED) for t in exp.trials.values()
@@ -108,4 +117,4 @@ class Scheduler:
         return {}
 
     def load_state_dict(self, state: dict) -> None:
-        pass
+        """Restore what `state_dict()` returned (on resume, after `setup`)."""

@@ -21,23 +21,41 @@ from reidplug.core.errors import ConfigError
 
 
 class Domain:
+    """One searched parameter: where its values lie and how they map to the unit interval.
+
+    A searcher maps a domain onto its own library by its class (or `kind`) and
+    attributes: `Choice` has `.values`; the bounded domains (`Uniform`,
+    `LogUniform`, `QUniform`, `QLogUniform`, `RandInt`) have `.low`, `.high`,
+    `.q` (a step, or None) and `.log` (True: sample on a log scale). Values a
+    library proposes come back through `Choice.values[i]` or `from_number()`.
+    A searcher that works in the unit cube uses `to_unit`/`from_unit` instead.
+    """
+
+    #: The YAML name of the domain: "choice", "uniform", "loguniform", "quniform", "qloguniform", "randint".
     kind = ""
+    #: True for `Choice`: values are unordered categories.
     categorical = False
+    #: True for `RandInt`: values are the integers low..high-1.
     integer = False
 
     def sample(self, rng: np.random.Generator) -> Any:
+        """A random value, drawn with `rng` (pass the searcher's `rng()`)."""
         return self.from_unit(rng.random())
 
     def to_unit(self, value) -> float:
+        """`value` as a number in [0, 1] (a choice: the middle of its index's cell)."""
         raise NotImplementedError
 
     def from_unit(self, u: float) -> Any:
+        """The value at `u` in [0, 1] (clipped into it); the inverse of `to_unit`, of the right type."""
         raise NotImplementedError
 
     def contains(self, value) -> bool:
+        """Whether `value` is one this domain can produce."""
         raise NotImplementedError
 
     def clip(self, value) -> Any:
+        """The nearest value inside the domain (bounded and quantized; a choice's first value if unknown)."""
         raise NotImplementedError
 
     def grid(self, n: int) -> list:
@@ -45,6 +63,7 @@ class Domain:
         return [self.from_unit(u) for u in (np.linspace(0, 1, n) if n > 1 else [0.5])]
 
     def spec(self) -> dict:
+        """The YAML form, e.g. `{"loguniform": [1e-5, 1e-3]}`."""
         raise NotImplementedError
 
     def __repr__(self):
@@ -55,6 +74,13 @@ class Domain:
 
 
 class Choice(Domain):
+    """`{choice: [v1, v2, ...]}`: one of `values` (any YAML values: numbers, strings, lists, mappings).
+
+    `.values` is the list; `index(value)` its position. A searcher hands out the
+    value itself, never its index (the experiment checks); list and mapping
+    values are copied by `sample` and `from_unit`.
+    """
+
     kind = "choice"
     categorical = True
 
@@ -65,6 +91,7 @@ class Choice(Domain):
         return _copy(self.values[int(rng.integers(len(self.values)))])
 
     def index(self, value) -> int:
+        """The position of `value` in `values` (ValueError if absent); `True` and `1` are told apart."""
         # Prefer an exact type match so that True and 1 stay different values.
         for i, v in enumerate(self.values):
             if type(v) is type(value) and v == value:
@@ -101,6 +128,9 @@ def _copy(value):
 
 
 class _Bounded(Domain):
+    """A number bounded by `.low` and `.high`; `.q` is the step values are rounded to (None: no
+    rounding) and `.log` is True when values are uniform in their logarithm."""
+
     log = False
     q: float | None = None
 
@@ -140,7 +170,8 @@ class _Bounded(Domain):
         return float(x) if self.q is None else x
 
     def from_number(self, raw) -> Any:
-        """This domain's value for a number a searcher library proposed (numpy scalars too)."""
+        """This domain's value for a number a searcher library proposed (numpy scalars too): clipped
+        into [low, high], rounded to `q`, an `int` where `q` and `low` are whole numbers, else a float."""
         v = self.clip(float(raw))
         return v if isinstance(v, int) and self.q is not None else float(v)
 
@@ -150,24 +181,40 @@ class _Bounded(Domain):
 
 
 class Uniform(_Bounded):
+    """`{uniform: [low, high]}`: a float, uniform in [low, high]."""
+
     kind = "uniform"
 
 
 class LogUniform(_Bounded):
+    """`{loguniform: [low, high]}`: a float in [low, high] (low > 0), uniform in its logarithm; `.log` is True."""
+
     kind = "loguniform"
     log = True
 
 
 class QUniform(_Bounded):
+    """`{quniform: [low, high, q]}`: uniform in [low, high], rounded to a multiple of `q`.
+
+    An `int` when `q` and `low` are whole numbers, else a float.
+    """
+
     kind = "quniform"
 
 
 class QLogUniform(_Bounded):
+    """`{qloguniform: [low, high, q]}`: log-uniform in [low, high], rounded to a multiple of `q`."""
+
     kind = "qloguniform"
     log = True
 
 
 class RandInt(_Bounded):
+    """`{randint: [low, high]}`: an `int` in low..high-1 (`high` excluded, as in hyperopt and Ray Tune).
+
+    `.q` is None and `.log` False; `integer` is True.
+    """
+
     kind = "randint"
     integer = True
 
@@ -190,6 +237,7 @@ class RandInt(_Bounded):
         return int(min(max(round(value), self.low), self.high - 1))
 
     def from_number(self, raw) -> int:
+        """The `int` for a number a library proposed, clipped into low..high-1."""
         return self.clip(int(raw))
 
     def grid(self, n):
@@ -285,7 +333,11 @@ def _check_value_type(tp, domain: Domain, key: str, file) -> None:
 
 
 class SearchSpace:
-    """Named domains in a fixed order (the order of the unit-cube coordinates)."""
+    """Named domains in a fixed order (the order of the unit-cube coordinates).
+
+    A mapping of names (dotted config keys, e.g. "SOLVER.BASE_LR") to `Domain`s:
+    `space["SOLVER.BASE_LR"]`, `for name in space`, `space.items()`, `len(space)`.
+    """
 
     def __init__(self, domains: dict[str, Domain]):
         self.domains = dict(domains)
@@ -322,25 +374,32 @@ class SearchSpace:
         return iter(self.domains)
 
     def items(self):
+        """(name, Domain) pairs in order."""
         return self.domains.items()
 
     def __getitem__(self, name) -> Domain:
         return self.domains[name]
 
     def sample(self, rng: np.random.Generator) -> dict:
+        """One random configuration {name: value}."""
         return {name: d.sample(rng) for name, d in self.domains.items()}
 
     def to_unit(self, params: dict) -> np.ndarray:
+        """A configuration as a point of the unit cube, one coordinate per domain in order."""
         return np.array([d.to_unit(params[name]) for name, d in self.domains.items()], dtype=float)
 
     def from_unit(self, vector) -> dict:
+        """The configuration at a point of the unit cube."""
         return {name: d.from_unit(u) for (name, d), u in zip(self.domains.items(), vector)}
 
     def contains(self, params: dict) -> bool:
+        """Whether every domain has a value in `params` that it can produce."""
         return all(name in params and d.contains(params[name]) for name, d in self.domains.items())
 
     def clip(self, params: dict) -> dict:
+        """`params` with each searched value moved into its domain; other keys kept as they are."""
         return {name: (self.domains[name].clip(v) if name in self.domains else v) for name, v in params.items()}
 
     def spec(self) -> dict:
+        """The YAML form of the whole space."""
         return {name: d.spec() for name, d in self.domains.items()}
