@@ -139,6 +139,8 @@ def drive(exp, trainable_cls, *, concurrency: int = 1, fail=None, limit=None) ->
     """
     running: dict[int, list] = {}
     log = []
+    # ask() hands out at most TUNE.MAX_CONCURRENT running trials: this driver emulates `concurrency` slots.
+    exp.cfg.TUNE.MAX_CONCURRENT = max(exp.cfg.TUNE.MAX_CONCURRENT, concurrency)
     while True:
         while len(running) < concurrency and (trial := exp.ask()) is not None:
             start = trial.checkpoint_step if trial.restore_from else 0

@@ -53,7 +53,7 @@ def test_rung_levels_and_quantile_match_numpy():
 
 
 def test_stop_rule_on_a_scripted_sequence(tmp_path):
-    exp = make_exp(tmp_path, asha={"GRACE_PERIOD": 1, "REDUCTION_FACTOR": 2})
+    exp = make_exp(tmp_path, asha={"GRACE_PERIOD": 1, "REDUCTION_FACTOR": 2}, MAX_CONCURRENT=5)
     trials = [exp.ask() for _ in range(5)]
     # Rung 1, cutoff = median of the scores recorded before; none recorded: go on.
     assert tell(exp, trials[0], 0.5, 1) == Decision.CONTINUE
@@ -141,7 +141,8 @@ def test_promotion_on_a_scripted_sequence(tmp_path):
 
 
 def test_brackets_are_assigned_round_robin_with_offset_rungs(tmp_path):
-    exp = make_exp(tmp_path, asha={"GRACE_PERIOD": 1, "REDUCTION_FACTOR": 2, "BRACKETS": 3}, MAX_STEPS=16)
+    exp = make_exp(tmp_path, asha={"GRACE_PERIOD": 1, "REDUCTION_FACTOR": 2, "BRACKETS": 3}, MAX_STEPS=16,
+                   MAX_CONCURRENT=6)
     sched = exp.scheduler
     assert sched.levels == [[1, 2, 4, 8], [2, 4, 8], [4, 8]]
     trials = [exp.ask() for _ in range(6)]

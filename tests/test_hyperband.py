@@ -73,7 +73,7 @@ def test_synchronous_halving_promotes_the_best_and_ends_the_rest(tmp_path):
 
 
 def test_iterations_follow_the_bracket_order_and_overlap_when_slots_are_free(tmp_path):
-    exp = make_exp(tmp_path, MAX_STEPS=3)  # min 1, max 3: ns [3, 1] at [1, 3], then ns [2] at [3]
+    exp = make_exp(tmp_path, MAX_STEPS=3, MAX_CONCURRENT=4)  # min 1, max 3: ns [3, 1] at [1, 3], then ns [2] at [3]
     sched = exp.scheduler
     t1, t2, t3 = exp.ask(), exp.ask(), exp.ask()
     assert tell(exp, t1, 0.1, 1) == Decision.PAUSE
@@ -114,14 +114,14 @@ def test_creation_cut_short_promotes_in_proportion(tmp_path):
 
 
 def test_state_round_trip_and_resume(tmp_path):
-    exp = make_exp(tmp_path, NUM_TRIALS=20)
+    exp = make_exp(tmp_path, NUM_TRIALS=20, MAX_CONCURRENT=5)
     trials = [exp.ask() for _ in range(5)]
     for t in trials[:3]:
         assert tell(exp, t, t.params["x"], 1) == Decision.PAUSE
     state = exp.scheduler.state_dict()
     assert pickle.loads(pickle.dumps(state)) == state
     exp.close()  # a crash: no finish()
-    again = make_exp(tmp_path, NUM_TRIALS=20, resume=True)
+    again = make_exp(tmp_path, NUM_TRIALS=20, MAX_CONCURRENT=5, resume=True)
     again_state = again.scheduler.state_dict()
     assert again_state["iterations"] == state["iterations"] and again_state["count"] == state["count"]
     drive(again, Curve, concurrency=2)

@@ -6,6 +6,7 @@ import inspect
 import queue
 import threading
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any, Callable
 
 
@@ -29,6 +30,88 @@ class TrialContext:
         from reidplug.core.config import load_config, with_params
 
         return with_params(load_config(self.base_config), params)
+
+
+class TrialConfig(Mapping):
+    """What a function trainable `train(config, report)` receives as `config`.
+
+    - `config["lr"]`, `config.get("lr", 0.1)`, `dict(config)`: the trial's sampled
+      parameters, by their names in TUNE.SPACE;
+    - `config.SOLVER.BASE_LR`, `config.TUNE.METRIC`, ...: the experiment's whole config
+      (files, `_BASE_`, command-line overrides and defaults merged), with each sampled
+      parameter whose name is a config key (`SOLVER.BASE_LR`) applied; `config.cfg` is
+      that config object;
+    - `config.params` (the sampled parameters as a dict), `config.trial_id`,
+      `config.trial_dir` (a folder of its own), `config.seed` (per trial, stable across
+      restarts), `config.max_steps` (TUNE.MAX_STEPS; 0: until the function returns)
+      and `config.context` (the TrialContext).
+
+    A function cannot be checkpointed from outside: a trial that is restarted (a resume,
+    a retry) runs the function from the start, and the steps it had already reported
+    are not recorded twice.
+    """
+
+    def __init__(self, params: dict, context: TrialContext | None = None):
+        self.params = dict(params)
+        self.context = context
+        self._cfg = None
+
+    def __getitem__(self, key):
+        return self.params[key]
+
+    def __iter__(self):
+        return iter(self.params)
+
+    def __len__(self):
+        return len(self.params)
+
+    def __repr__(self):
+        return f"TrialConfig({self.params!r})"
+
+    @property
+    def cfg(self):
+        """The merged config object with the sampled config keys applied (built on first use)."""
+        if self._cfg is None:
+            from reidplug.core.config import get_dotted, load_config, with_params
+
+            base = self.context.base_config if self.context is not None else {}
+
+            def is_key(name):
+                try:
+                    get_dotted(base, name)
+                    return True
+                except (KeyError, TypeError, AttributeError):
+                    return False
+
+            self._cfg = with_params(load_config(base), {k: v for k, v in self.params.items() if is_key(k)})
+        return self._cfg
+
+    @property
+    def trial_id(self) -> int:
+        """The trial's id."""
+        return self.context.trial_id if self.context is not None else 0
+
+    @property
+    def trial_dir(self) -> str:
+        """A folder of the trial's own (its log.txt and metrics.jsonl are there too)."""
+        return self.context.trial_dir if self.context is not None else "."
+
+    @property
+    def seed(self) -> int:
+        """A per-trial seed derived from TUNE.SEED, the same when the trial restarts."""
+        return self.context.seed if self.context is not None else 0
+
+    @property
+    def max_steps(self) -> int:
+        """TUNE.MAX_STEPS: the results the trial reports at most; 0: until the function returns."""
+        return self.context.max_steps if self.context is not None else 0
+
+    def __getattr__(self, name):
+        # Upper-case names are config sections (config.SOLVER); anything else is a typo.
+        if name.isupper() and not name.startswith("_"):
+            return getattr(self.cfg, name)
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}; the sampled parameters are "
+                             f"config[name] ({', '.join(self.params) or 'none'}), config sections config.SOLVER etc.")
 
 
 class Trainable:
@@ -76,11 +159,14 @@ class Trainable:
 
 
 class FunctionTrainable(Trainable):
-    """Adapts `train(config, report)` (or a generator yielding metrics) to the protocol.
+    """Adapts `train(config, report)` (or a generator `train(config)` yielding metrics) to the protocol.
 
-    A plain function runs in a thread; each `report(**metrics)` hands one result
-    over and waits until the loop asks for the next step. Functions of this kind
-    cannot be checkpointed from outside, so pausing them is not supported.
+    `config` is a TrialConfig: the sampled parameters by name, and the merged config
+    by attribute. A plain function runs in a thread; each `report(**metrics)` hands
+    one result over (one step) and waits until the loop asks for the next step. The
+    trial ends when the function returns, or at TUNE.MAX_STEPS results when that is
+    set. Functions cannot be checkpointed from outside, so pausing them is not
+    supported, and a restarted trial runs the function from the start.
     """
 
     def __init__(self, fn: Callable):
@@ -92,12 +178,13 @@ class FunctionTrainable(Trainable):
         self._go = threading.Semaphore(0)
         self._thread: threading.Thread | None = None
         self._gen = None
+        self.config = TrialConfig(params, context)
         if inspect.isgeneratorfunction(self.fn):
-            self._gen = self.fn(params)
+            self._gen = self.fn(self.config)
 
     def _run(self):
         try:
-            self.fn(self.params, self._report)
+            self.fn(self.config, self._report)
             self._results.put(("end", None))
         except BaseException as exc:  # handed to the loop as the trial's error
             self._results.put(("error", exc))

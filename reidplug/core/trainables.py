@@ -24,3 +24,18 @@ class NoopTrainable(Trainable):
     def load(self, checkpoint_dir):
         with open(f"{checkpoint_dir}/state.txt") as f:
             self.steps = int(f.read())
+
+
+class ExternalTrainable(Trainable):
+    """Trials run by the application that drives the Experiment with ask()/tell(), not by reidplug.
+
+    Like a function trainable, a trial has no step limit of its own (TUNE.MAX_STEPS 0):
+    it ends at TUNE.MAX_STEPS when that is set, when the scheduler stops it, or when the
+    application tells a result with `done: True`.
+    """
+
+    RUNS_UNTIL_DONE = True
+
+    def step(self):
+        raise RuntimeError("TUNE.TRAINABLE 'external': this experiment's trials are run by the application "
+                           "through Experiment.ask() and tell(), not by `reidplug run`")

@@ -17,7 +17,9 @@ import sys
 from typing import Any
 
 from reidplug.core.executor import ErrorEvent, LaunchSpec, ResultEvent, SavedEvent
+from reidplug.core import components
 from reidplug.core.experiment import Experiment
+from reidplug.core.plugin_faults import PluginFault
 from reidplug.core.plural import plural
 from reidplug.core.trainable import TrialContext
 from reidplug.core.trial import Decision, Trial, TrialStatus
@@ -41,8 +43,9 @@ class Tuner:
         try:
             entry = exp.component("executor", tune.EXECUTOR, "TUNE.EXECUTOR")
             cls = entry.load()
-            return cls(exp, max_concurrent=tune.MAX_CONCURRENT, resources=resources, experiment_dir=str(exp.dir),
-                       **exp.options(entry.name, cls))
+            kwargs = dict(max_concurrent=tune.MAX_CONCURRENT, resources=resources, experiment_dir=str(exp.dir),
+                          **exp.options(entry.name, cls))
+            return components.construct(exp, "executor", entry, cls, (exp,), kwargs, key="TUNE.EXECUTOR")
         except Exception:
             exp.close()
             raise
@@ -52,7 +55,12 @@ class Tuner:
     def run(self) -> dict:
         """Run to the end, or until interrupted (Ctrl-C / SIGINT): then running trials stay RUNNING
         in the journal, to continue from their last checkpoint on resume. A second interrupt
-        raises KeyboardInterrupt at once; the journal still holds everything committed."""
+        raises KeyboardInterrupt at once; the journal still holds everything committed.
+
+        When a plugin's searcher, scheduler or reporter raises, the trials are stopped, the
+        results so far written (results.csv, summary.json) and a PluginFault (exit code 2
+        from the command line) names the plugin; the experiment resumes like an interrupted one.
+        """
         exp, executor = self.experiment, self.executor
         previous = signal.getsignal(signal.SIGINT)
         if _main_thread():
@@ -66,6 +74,10 @@ class Tuner:
                       "they continue from their last checkpoint on resume (Ctrl-C again to quit at once)",
                       file=sys.stderr, flush=True)
             executor.shutdown()
+        except PluginFault:
+            executor.abort()
+            exp.finish()
+            raise
         except BaseException:
             executor.abort()
             exp.close()  # release the journal and the folder lock for whoever embeds the tuner

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from reidplug.core.errors import ConfigError
 from reidplug.core.hookspecs import hookimpl
 from reidplug.core.plural import plural
 from reidplug.core.reporter import Reporter
@@ -45,9 +46,11 @@ class ConsoleReporter(Reporter):
                  max_rows: int = 20, out: TextIO | None = None, err: TextIO | None = None):
         super().__init__(experiment)
         if str(live).lower() not in ("auto", "on", "off"):
-            raise ValueError(f"TUNE.CONSOLE.LIVE must be auto, on or off, got {live!r}")
-        if every_s < 0 or max_rows < 1:
-            raise ValueError("TUNE.CONSOLE.EVERY_S must be >= 0 and MAX_ROWS >= 1")
+            raise ConfigError(f"must be auto, on or off, got {live!r}", key=f"{self.section}.LIVE")
+        if every_s < 0:
+            raise ConfigError(f"must be >= 0, got {every_s}", key=f"{self.section}.EVERY_S")
+        if max_rows < 1:
+            raise ConfigError(f"must be >= 1, got {max_rows}", key=f"{self.section}.MAX_ROWS")
         self.quiet = quiet
         self.every_s = float(every_s)
         self.live_option = str(live).lower()
@@ -161,8 +164,13 @@ class ConsoleReporter(Reporter):
         view = self._view(trial)
         resumed = view.state == "paused" or bool(trial.results)
         view.state = "running"
-        if resumed:
-            self._say(f"trial {trial.id} resumed at step {trial.step}: {_params(trial.params)}")
+        if resumed and trial.restore_from:
+            self._say(f"trial {trial.id} resumed at step {trial.checkpoint_step}: {_params(trial.params)}")
+        elif resumed:
+            # No checkpoint to continue from (a function trainable has none): it runs from the start
+            # again, and the steps it already reported are not recorded twice.
+            self._say(f"trial {trial.id} restarted from step 0 (no checkpoint), {plural(trial.step, 'step')} "
+                      f"already recorded: {_params(trial.params)}")
         else:
             self._say(f"trial {trial.id} started: {_params(trial.params)}")
         self._snapshot()

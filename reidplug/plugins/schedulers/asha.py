@@ -22,7 +22,8 @@ class ASHAScheduler(Scheduler):
 
     OPTIONS = {"GRACE_PERIOD": 1, "REDUCTION_FACTOR": 4, "MAX_T": 0, "BRACKETS": 1, "TYPE": "stop"}
 
-    def __init__(self, searcher, *, grace_period=1, reduction_factor=4, max_t=0, brackets=1, type="stop", **kwargs):
+    def __init__(self, searcher, *, grace_period: int = 1, reduction_factor: int = 4, max_t: int = 0,
+                 brackets: int = 1, type: str = "stop", **kwargs):
         super().__init__(searcher, **kwargs)
         if grace_period < 1:
             raise ValueError(f"GRACE_PERIOD must be at least 1 step, got {grace_period}")

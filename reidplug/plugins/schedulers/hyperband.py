@@ -62,7 +62,8 @@ class HyperbandScheduler(Scheduler):
 
     OPTIONS = {"MIN_BUDGET": 1, "MAX_BUDGET": 0, "ETA": 3}
 
-    def __init__(self, searcher, *, min_budget=1, max_budget=0, eta=3, **kwargs):
+    # The annotations are the option types: ETA may be any number above 1, as in hpbandster.
+    def __init__(self, searcher, *, min_budget: int = 1, max_budget: int = 0, eta: float = 3, **kwargs):
         super().__init__(searcher, **kwargs)
         max_budget = max_budget or self.max_steps
         if min_budget < 1:
