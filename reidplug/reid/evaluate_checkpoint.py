@@ -31,32 +31,25 @@ def find_weights(path: str) -> Path:
 
 
 def load_model(cfg, device, weights_path: Path | None = None):
-    """The model of cfg with the weights of MODEL.WEIGHTS (its classifier size taken from the file)."""
-    import torch
+    """The model of cfg with the weights of MODEL.WEIGHTS (its classifier size taken from the file).
 
-    from reidplug.reid.engine.checkpoint import load_file
+    The file is reidplug's checkpoint or FastReID's (`{"model": state_dict}`, same parameter
+    names); one that does not fit is one line naming the keys that differ.
+    """
+    from reidplug.core.config import with_params
+    from reidplug.reid.engine.checkpoint import classes_in, fit_weights, load_file, model_weights
     from reidplug.reid.modeling.build import build_model
 
     path = weights_path if weights_path is not None else find_weights(cfg.MODEL.WEIGHTS)
     state = load_file(path, key="MODEL.WEIGHTS")
-    weights = state.get("model", state) if isinstance(state, dict) else None
-    if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
-        raise CheckpointError(f"MODEL.WEIGHTS: {path} holds no model weights")
-    num_classes = int(state.get("num_classes", 0)) or _classes_in(weights)
+    weights = model_weights(state, f"MODEL.WEIGHTS: {path}")
+    num_classes = int(state.get("num_classes", 0) or 0) or classes_in(weights) or 1
+    if cfg.MODEL.BACKBONE.PRETRAIN:
+        # Every weight comes from the checkpoint: the ImageNet file need not be on this machine.
+        cfg = with_params(cfg, {"MODEL.BACKBONE.PRETRAIN": False}, source="<MODEL.WEIGHTS>")
     model = build_model(cfg, num_classes)
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise CheckpointError(f"MODEL.WEIGHTS: {path} does not fit MODEL.*: {first}") from None
+    fit_weights(model, weights, source=f"MODEL.WEIGHTS: {path}")
     return model.to(device).eval(), path
-
-
-def _classes_in(weights: dict) -> int:
-    for name, tensor in weights.items():
-        if "classifier" in name and name.endswith("weight") and tensor.dim() == 2:
-            return tensor.shape[0]
-    return 1
 
 
 def run_evaluation(cfg, *, vis: int = 0, echo: bool = True, weights_path: Path | None = None) -> dict:

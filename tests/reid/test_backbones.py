@@ -102,7 +102,7 @@ def test_ibn_on_layers_1_to_3_only():
 def test_ibn_and_non_local_basic_block_network_trains():
     model = backbone(NAME="resnet_tiny", WITH_IBN=True, WITH_NL=True)
     assert isinstance(model.layer3[1].bn1, IBN)
-    assert len(model.nl_layer2) == len(model.nl_layer3) == 1
+    assert len(model.NL_2) == len(model.NL_3) == 1
     out = model(X)
     assert out.shape == (2, 128, 4, 2)
     out.mean().backward()
@@ -127,11 +127,11 @@ def test_ibn_normalises_half_by_instance_half_by_batch():
 
 def test_non_local_blocks_placed_in_layer2_and_layer3():
     model = meta_backbone(NAME="resnet50", WITH_NL=True)
-    assert len(model.nl_layer2) == 2 and len(model.nl_layer3) == 3
+    assert len(model.NL_2) == 2 and len(model.NL_3) == 3
     assert model.nl_after == {"layer2": (2, 3), "layer3": (3, 4, 5)}
-    assert model.nl_layer3[0].g.in_channels == 1024
+    assert model.NL_3[0].g.in_channels == 1024
     tiny = meta_backbone(NAME="resnet_tiny", WITH_NL=True)
-    assert len(tiny.nl_layer2) == 1 and len(tiny.nl_layer3) == 1
+    assert len(tiny.NL_2) == 1 and len(tiny.NL_3) == 1
 
 
 def test_non_local_starts_as_identity_and_mixes_positions():

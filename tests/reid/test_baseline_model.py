@@ -14,6 +14,9 @@ LABELS = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
 
 def config(**model):
     model.setdefault("BACKBONE", {"NAME": "resnet_tiny"})
+    # The bag-of-tricks model over FastReID's defaults (no neck, cross-entropy only).
+    model["HEADS"] = {"WITH_BNNECK": True, **model.get("HEADS", {})}
+    model.setdefault("LOSSES", {"NAME": ["CrossEntropyLoss", "TripletLoss"], "TRI": {"HARD_MINING": True}})
     return load_config({"MODEL": model})
 
 
@@ -25,9 +28,9 @@ def images(n=8, seed=0):
 def test_build_model_sizes_and_num_classes_override():
     model = build_model(config(), num_classes=7)
     assert isinstance(model, Baseline)
-    assert model.heads.classifier.weight.shape == (7, 128)
+    assert model.heads.weight.shape == (7, 128)
     override = build_model(config(HEADS={"NUM_CLASSES": 11}), num_classes=7)
-    assert override.heads.classifier.weight.shape == (11, 128)
+    assert override.heads.weight.shape == (11, 128)
     with pytest.raises(ConfigError, match="MODEL.HEADS.NUM_CLASSES"):
         build_model(config(), num_classes=0)
 
@@ -80,7 +83,7 @@ def test_parameter_groups_split_heads_from_backbone():
     groups = model.parameter_groups()
     heads = {name for name, _ in groups["heads"]}
     backbone = {name for name, _ in groups["backbone"]}
-    assert "heads.classifier.weight" in heads and "heads.bnneck.weight" in heads
+    assert "heads.weight" in heads and "heads.bottleneck.0.weight" in heads
     assert "backbone.conv1.weight" in backbone
     assert heads | backbone == {name for name, _ in model.named_parameters()} and not heads & backbone
 
@@ -95,10 +98,10 @@ def test_freeze_and_unfreeze_backbone():
     out = model(images())
     sum(model.losses(out, LABELS).values()).backward()
     assert torch.equal(model.backbone.bn1.running_mean, before)
-    assert model.backbone.conv1.weight.grad is None and model.heads.classifier.weight.grad is not None
+    assert model.backbone.conv1.weight.grad is None and model.heads.weight.grad is not None
     model.unfreeze()
     assert all(p.requires_grad for p in model.backbone.parameters()) and model.backbone.training
-    assert not model.heads.bnneck.bias.requires_grad
+    assert not model.heads.bottleneck[0].bias.requires_grad
 
 
 def test_unknown_freeze_layer_and_architecture():
@@ -106,8 +109,8 @@ def test_unknown_freeze_layer_and_architecture():
         build_model(config(FREEZE_LAYERS=["layer9"]), num_classes=4)
     assert "backbone" in str(info.value) and "heads" in str(info.value)
     with pytest.raises(ConfigError, match="MODEL.META_ARCHITECTURE") as info:
-        build_model(config(META_ARCHITECTURE="MGN"), num_classes=4)
-    assert "Baseline" in str(info.value)
+        build_model(config(META_ARCHITECTURE="PCB"), num_classes=4)
+    assert "Baseline" in str(info.value) and "MGN" in str(info.value)
 
 
 def test_config_errors_name_the_file(tmp_path):

@@ -30,6 +30,7 @@ FMAP = torch.tensor(
 
 
 def heads_cfg(**keys):
+    keys.setdefault("WITH_BNNECK", True)  # FastReID's default is False; these tests are about the neck
     return load_config({"MODEL": {"HEADS": keys}}).MODEL.HEADS
 
 
@@ -99,21 +100,21 @@ def test_non_positive_gem_p_is_a_config_error():
 
 def test_bnneck_bias_frozen_at_zero_and_weight_one():
     h = head()
-    assert not h.bnneck.bias.requires_grad
-    assert torch.equal(h.bnneck.bias, torch.zeros(2)) and torch.equal(h.bnneck.weight, torch.ones(2))
+    assert not h.bottleneck[0].bias.requires_grad
+    assert torch.equal(h.bottleneck[0].bias, torch.zeros(2)) and torch.equal(h.bottleneck[0].weight, torch.ones(2))
     opt = torch.optim.SGD([p for p in h.parameters() if p.requires_grad], lr=1.0)
     out = h.train()(FMAP)
     out["cls_outputs"].sum().backward()
     opt.step()
-    assert torch.equal(h.bnneck.bias, torch.zeros(2))
+    assert torch.equal(h.bottleneck[0].bias, torch.zeros(2))
 
 
 def test_eval_returns_post_bnneck_features():
     h = head().eval()
-    h.bnneck.running_mean.copy_(torch.tensor([1.0, 2.0]))
-    h.bnneck.running_var.copy_(torch.tensor([4.0, 9.0]))
+    h.bottleneck[0].running_mean.copy_(torch.tensor([1.0, 2.0]))
+    h.bottleneck[0].running_var.copy_(torch.tensor([4.0, 9.0]))
     with torch.no_grad():
-        h.bnneck.weight.copy_(torch.tensor([2.0, 0.5]))
+        h.bottleneck[0].weight.copy_(torch.tensor([2.0, 0.5]))
     pooled = torch.tensor([[2.5, 2.0], [2.0, 4.0]])
     std = torch.sqrt(torch.tensor([4.0, 9.0]) + 1e-5)
     expected = (pooled - torch.tensor([1.0, 2.0])) / std * torch.tensor([2.0, 0.5])
@@ -130,7 +131,7 @@ def test_training_features_before_and_after_the_neck():
     torch.testing.assert_close(before["features"], pooled)
     torch.testing.assert_close(after["features"], normalised)
     # The classifier always sees the post-neck feature.
-    torch.testing.assert_close(before["logits"], F.linear(normalised, before_head.classifier.weight))
+    torch.testing.assert_close(before["logits"], F.linear(normalised, before_head.weight))
 
 
 def test_without_bnneck_eval_features_are_the_pooled_ones():
@@ -139,20 +140,21 @@ def test_without_bnneck_eval_features_are_the_pooled_ones():
 
 
 def test_embedding_reduction_sets_the_feature_size():
-    h = head(in_channels=2, EMBEDDING_DIM=5)
+    h = head(in_channels=2, EMBEDDING_DIM=5, WITH_BNNECK=True)
     out = h.train()(torch.rand(4, 2, 3, 3))
-    assert out["features"].shape == (4, 5) and (out["features"] >= 0).all()
+    # NECK_FEAT "before": the metric losses get the pooled feature, from before the reduction.
+    assert out["features"].shape == (4, 2) and out["logits"].shape == (4, 3)
     assert h.eval()(torch.rand(4, 2, 3, 3)).shape == (4, 5)
 
 
 def test_linear_classifier_init_and_no_bias():
     torch.manual_seed(0)
     h = head(in_channels=256, num_classes=200)
-    w = h.classifier.weight
+    w = h.weight
     assert w.shape == (200, 256)
     assert w.std().item() == pytest.approx(0.01, rel=0.03)
     assert abs(w.mean().item()) < 5e-4
-    assert not hasattr(h.classifier, "bias")
+    assert not list(h.cls_layer.parameters())
 
 
 def test_unknown_classifier_lists_known_ones():
@@ -171,28 +173,25 @@ COS = torch.tensor([[0.6, 0.8, -0.6], [1.0, 0.0, -1.0]])
 
 
 def classifier(cls, scale, margin):
-    c = cls(2, 3, scale=scale, margin=margin)
-    with torch.no_grad():
-        c.weight.copy_(W)
-    return c
+    return cls(3, scale=scale, margin=margin)
 
 
 def test_linear_classifier_logits_and_scale():
     c = classifier(LinearClassifier, 2.0, 0.0)
-    torch.testing.assert_close(c.logits(X), torch.tensor([[3.0, 8.0, -3.0], [1.0, 0.0, -1.0]]))
-    torch.testing.assert_close(c.apply_margin(c.logits(X), TARGETS), 2.0 * c.logits(X))
+    torch.testing.assert_close(c.logits(X, W), torch.tensor([[3.0, 8.0, -3.0], [1.0, 0.0, -1.0]]))
+    torch.testing.assert_close(c.apply_margin(c.logits(X, W), TARGETS), 2.0 * c.logits(X, W))
 
 
 def test_cosface_logits():
     c = classifier(CosSoftmax, 10.0, 0.3)
-    torch.testing.assert_close(c.logits(X), COS)
+    torch.testing.assert_close(c.logits(X, W), COS)
     expected = 10.0 * torch.tensor([[0.6, 0.5, -0.6], [0.7, 0.0, -1.0]])
-    torch.testing.assert_close(c.apply_margin(c.logits(X), TARGETS), expected)
+    torch.testing.assert_close(c.apply_margin(c.logits(X, W), TARGETS), expected)
 
 
 def test_arcface_logits():
     c = classifier(ArcSoftmax, 10.0, 0.5)
-    out = c.apply_margin(c.logits(X), TARGETS)
+    out = c.apply_margin(c.logits(X, W), TARGETS)
     # Target of sample 0: theta = acos(0.8); of sample 1: theta = 0.
     expected = 10.0 * torch.tensor([[0.6, math.cos(math.acos(0.8) + 0.5), -0.6], [math.cos(0.5), 0.0, -1.0]])
     torch.testing.assert_close(out, expected)
@@ -209,7 +208,7 @@ def test_arcface_beyond_pi_minus_m_stays_decreasing():
 def test_circle_softmax_logits():
     s, m = 4.0, 0.25
     c = classifier(CircleSoftmax, s, m)
-    out = c.apply_margin(c.logits(X), TARGETS)
+    out = c.apply_margin(c.logits(X, W), TARGETS)
 
     def pos(cos):
         return s * max(1 + m - cos, 0.0) * (cos - (1 - m))

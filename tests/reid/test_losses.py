@@ -83,10 +83,14 @@ def test_triplet_weighted_mining():
     points, labels = FEATS[:, 0].tolist(), LABELS.tolist()
     total = 0.0
     for i, x in enumerate(points):
-        pos = [abs(x - y) for j, y in enumerate(points) if labels[j] == labels[i] and j != i]
+        # FastReID counts the anchor among its positives (distance 0).
+        pos = [abs(x - y) for j, y in enumerate(points) if labels[j] == labels[i]]
         neg = [abs(x - y) for j, y in enumerate(points) if labels[j] != labels[i]]
-        d_ap = sum(d * math.exp(d) for d in pos) / sum(math.exp(d) for d in pos)
-        d_an = sum(d * math.exp(-d) for d in neg) / sum(math.exp(-d) for d in neg)
+        # FastReID's softmax: shifted by the row maximum (0 for the negatives' -d, whose masked
+        # entries count as 0) and 1e-6 added to the normaliser.
+        top = max(pos)
+        d_ap = sum(d * math.exp(d - top) for d in pos) / (sum(math.exp(d - top) for d in pos) + 1e-6)
+        d_an = sum(d * math.exp(-d) for d in neg) / (sum(math.exp(-d) for d in neg) + 1e-6)
         total += max(d_ap - d_an + 0.3, 0.0)
     got = triplet_loss(FEATS, LABELS, margin=0.3, hard_mining=False).item()
     assert got == pytest.approx(total / 5, rel=1e-5)
@@ -97,9 +101,10 @@ def test_triplet_on_normalised_features():
     # Unit vectors at angles 0 and 90 degrees (identity 0) and 180 degrees (identity 1), at other lengths.
     feats = torch.tensor([[2.0, 0.0], [0.0, 5.0], [-3.0, 0.0]])
     labels = torch.tensor([0, 0, 1])
-    r2 = math.sqrt(2.0)
-    # anchor 0: ap = sqrt2, an = 2; anchor 1: ap = sqrt2, an = sqrt2; anchor 2: ap = 0 (alone), an = sqrt2.
-    expected = (max(r2 - 2 + 0.3, 0) + 0.3 + max(0 - r2 + 0.3, 0)) / 3
+    # FastReID's cosine distance 2 - 2cos (squared, no root): 2 at 90 degrees, 4 at 180.
+    # anchor 0: ap = 2, an = 4; anchor 1: ap = 2, an = 2; anchor 2: ap = 0 (alone), an = 2.
+    expected = (max(2 - 4 + 0.3, 0) + 0.3 + max(0 - 2 + 0.3, 0)) / 3
+    assert expected == pytest.approx(0.1)
     assert triplet_loss(feats, labels, margin=0.3, norm_feat=True).item() == pytest.approx(expected, rel=1e-5)
     assert triplet_loss(feats, labels, margin=0.3).item() != pytest.approx(expected, rel=1e-2)
 
@@ -242,7 +247,7 @@ def test_compute_losses_names_and_scales():
     lcfg = losses_cfg(
         NAME=["CrossEntropyLoss", "TripletLoss", "CircleLoss", "Cosface"],
         CE={"EPSILON": 0.1, "SCALE": 2.0},
-        TRI={"MARGIN": 0.0, "SCALE": 0.5},
+        TRI={"MARGIN": 0.0, "SCALE": 0.5, "HARD_MINING": True},
         CIRCLE={"MARGIN": 0.25, "GAMMA": 8.0, "SCALE": 3.0},
         COSFACE={"MARGIN": 0.35, "GAMMA": 16.0, "SCALE": 0.25},
     )

@@ -1,8 +1,8 @@
-"""Re-ID models: backbones, pooling, heads, losses and the Baseline meta-architecture."""
+"""Re-ID models: backbones, pooling, heads, losses and the meta-architectures (Baseline, MGN)."""
 
 from __future__ import annotations
 
-from reidplug.reid.modeling.baseline import Baseline
 from reidplug.reid.modeling.build import build_model
+from reidplug.reid.modeling.meta_arch import MGN, Baseline
 
-__all__ = ["Baseline", "build_model"]
+__all__ = ["MGN", "Baseline", "build_model"]

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from reidplug.core.errors import ConfigError
-from reidplug.reid.modeling.backbones import build_backbone
-from reidplug.reid.modeling.baseline import Baseline
 from reidplug.reid.modeling.choices import choose, with_file
-from reidplug.reid.modeling.heads import build_heads
+from reidplug.reid.modeling.meta_arch import META_ARCHITECTURES, ReidModel
 
-META_ARCHITECTURES = {"Baseline": Baseline}
+__all__ = ["META_ARCHITECTURES", "build_model"]
 
 
-def build_model(cfg, num_classes: int) -> Baseline:
+def build_model(cfg, num_classes: int) -> ReidModel:
     """The model of `cfg.MODEL` for `num_classes` training identities (MODEL.HEADS.NUM_CLASSES > 0 overrides)."""
     try:
         return _build(cfg, num_classes)
@@ -19,7 +17,7 @@ def build_model(cfg, num_classes: int) -> Baseline:
         raise with_file(exc, cfg) from None
 
 
-def _build(cfg, num_classes: int) -> Baseline:
+def _build(cfg, num_classes: int) -> ReidModel:
     mcfg = cfg.MODEL
     arch = choose(META_ARCHITECTURES, mcfg.META_ARCHITECTURE, "MODEL.META_ARCHITECTURE")
     if mcfg.HEADS.NUM_CLASSES > 0:
@@ -32,9 +30,7 @@ def _build(cfg, num_classes: int) -> Baseline:
             raise ConfigError(f"needs 3 values (R, G, B), got {values!r}", key=f"MODEL.{key}")
     if min(mcfg.PIXEL_STD) <= 0:
         raise ConfigError(f"must be positive, got {mcfg.PIXEL_STD!r}", key="MODEL.PIXEL_STD")
-    backbone = build_backbone(cfg)
-    heads = build_heads(mcfg.HEADS, backbone.out_channels, num_classes)
-    model = arch(backbone, heads, pixel_mean=mcfg.PIXEL_MEAN, pixel_std=mcfg.PIXEL_STD, losses_cfg=mcfg.LOSSES)
+    model = arch.from_config(cfg, num_classes)
     children = dict(model.named_children())
     unknown = [name for name in mcfg.FREEZE_LAYERS if name not in children]
     if unknown:

@@ -24,6 +24,14 @@ class GlobalMaxPool(nn.Module):
         return x.amax(dim=(2, 3))
 
 
+class IdentityPool(nn.Module):
+    """FastReID's `Identity` pool, for backbones that already return one vector as [B, C, 1, 1]
+    (the ViT's class token): the top-left cell, which is the whole map there."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :, 0, 0]
+
+
 class GeneralizedMeanPooling(nn.Module):
     """[B, C, H, W] -> [B, C] by (mean x^p)^(1/p) with a fixed p: p=1 is average, p->inf is max."""
 
@@ -60,6 +68,7 @@ POOLS = {
     "GlobalMaxPool": GlobalMaxPool,
     "GeneralizedMeanPooling": GeneralizedMeanPooling,
     "GeneralizedMeanPoolingP": GeneralizedMeanPoolingP,
+    "Identity": IdentityPool,
 }
 
 

@@ -1,17 +1,34 @@
-"""The non-local block (dot-product form) of Wang et al. 2018."""
+"""The non-local block (dot-product form) of Wang et al. 2018, at FastReID's width by default."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from reidplug.core.errors import ConfigError
+
+
+def inner_channels(channels: int, reduction: int) -> int:
+    """Width of the block's embeddings for MODEL.BACKBONE.NL_REDUCTION.
+
+    FastReID computes its inner width as `reduc_ratio // reduc_ratio`, which is 1 for
+    any ratio: its blocks embed every position into a single channel. That reads as a
+    slip for `in_channels // reduc_ratio` (the paper's C/2), but every AGW and SBS
+    model FastReID has trained and published holds 1-channel blocks, so 0 (the default)
+    keeps that width and such weights load; r > 0 gives channels // r.
+    """
+    if reduction < 0:
+        raise ConfigError(f"must be 0 (FastReID's one channel) or positive, got {reduction}",
+                          key="MODEL.BACKBONE.NL_REDUCTION")
+    return 1 if reduction == 0 else max(channels // reduction, 1)
+
 
 class NonLocal(nn.Module):
     """Adds to each position a mix of all positions weighted by their dot-product affinity."""
 
-    def __init__(self, channels: int, reduction: int = 2):
+    def __init__(self, channels: int, inner: int = 1):
         super().__init__()
-        inner = max(channels // reduction, 1)
+        self.inner = inner
         self.g = nn.Conv2d(channels, inner, 1)
         self.theta = nn.Conv2d(channels, inner, 1)
         self.phi = nn.Conv2d(channels, inner, 1)

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from reidplug.core.errors import CheckpointError, ConfigError
+from reidplug.reid.modeling.backbones.non_local import NonLocal
 
 log = logging.getLogger(__name__)
 
@@ -39,30 +40,72 @@ def read_state_dict(path: str) -> dict[str, torch.Tensor]:
     return {str(k): v for k, v in loaded.items() if isinstance(v, torch.Tensor)}
 
 
-def backbone_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Strip data-parallel and whole-model prefixes, keep backbone keys, drop the ImageNet classifier."""
+# Classifiers of the published ImageNet layouts: torchvision and ResNeSt `fc`, torchreid `fc`
+# (its embedding) and `classifier`, timm `head` (and DeiT's `head_dist`, `pre_logits`, `fc_norm`).
+CLASSIFIER_PREFIXES = ("fc.", "classifier.", "head.", "head_dist.", "pre_logits.", "fc_norm.")
+
+
+def backbone_keys(state: dict[str, torch.Tensor], own: Mapping[str, torch.Tensor] = ()) -> dict[str, torch.Tensor]:
+    """Strip data-parallel and whole-model prefixes, keep backbone keys, drop the ImageNet classifier
+    (a prefix the backbone itself uses is kept)."""
     state = {k.removeprefix("module."): v for k, v in state.items()}
     if any(k.startswith("backbone.") for k in state):
         # A checkpoint of a whole Re-ID model: its heads belong to other classes.
         state = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
-    return {k: v for k, v in state.items() if not k.startswith("fc.")}
+    dropped = tuple(p for p in CLASSIFIER_PREFIXES if not any(k.startswith(p) for k in own))
+    return {k: v for k, v in state.items() if not k.startswith(dropped)}
+
+
+def added_modules(model: nn.Module) -> tuple[str, ...]:
+    """Prefixes of modules that Re-ID adds to an ImageNet network (non-local blocks): ImageNet files lack them."""
+    return tuple(f"{name}." for name, m in model.named_modules() if isinstance(m, NonLocal))
 
 
 def load_pretrained(model: nn.Module, path: str) -> None:
-    """Copy matching weights of `path` into `model`, logging what did not match."""
-    state = backbone_keys(read_state_dict(path))
+    """Copy the weights of `path` into `model`, or refuse a file of another architecture in one line.
+
+    A backbone may define `adapt_pretrained(state) -> state` to turn its original
+    repository's layout into its own (e.g. resize a position grid). Missing keys of
+    added modules are expected; other missing or unexpected keys are logged, as long
+    as most of the backbone loads. A tensor of the wrong shape, or a file that leaves
+    most of the backbone unset, is refused.
+    """
     own = model.state_dict()
+    state = backbone_keys(read_state_dict(path), own)
+    adapt = getattr(model, "adapt_pretrained", None)
+    if callable(adapt):
+        state = adapt(state)
     mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
     usable = {k: v for k, v in state.items() if k in own and k not in mismatched}
-    if not usable:
-        raise CheckpointError(f"{KEY}: no weight of {path} fits the backbone (wrong architecture?)")
-    result = model.load_state_dict(usable, strict=False)
+    optional = added_modules(model)
     unexpected = sorted(k for k in state if k not in own)
-    missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
+    expected = [k for k in own if not k.endswith("num_batches_tracked") and not k.startswith(optional)]
+    missing = [k for k in expected if k not in usable and k not in mismatched]
+    if not usable:
+        detail = misfit(state, own, mismatched, missing, unexpected)
+        raise CheckpointError(f"{KEY}: no weight of {path} fits the backbone (wrong architecture?): {detail}")
+    if mismatched or len(missing) * 2 > len(expected):
+        detail = misfit(state, own, mismatched, missing, unexpected)
+        raise CheckpointError(f"{KEY}: {path} does not fit the backbone: {detail}")
+    model.load_state_dict(usable, strict=False)
     log.info(
-        "loaded %d of %d backbone tensors from %s; missing: %s; unexpected: %s; shape mismatch: %s",
-        len(usable), len(own), path, summary(missing), summary(unexpected), summary(mismatched),
+        "loaded %d of %d backbone tensors from %s; missing: %s; unexpected: %s",
+        len(usable), len(own), path, summary(missing), summary(unexpected),
     )
+
+
+def misfit(state, own, mismatched: list[str], missing: list[str], unexpected: list[str], limit: int = 3) -> str:
+    """The first wrong-shaped, missing and unexpected keys, in one line."""
+    parts = []
+    if mismatched:
+        shapes = [f"{k} (file {list(state[k].shape)}, model {list(own[k].shape)})" for k in mismatched[:limit]]
+        more = ", ..." if len(mismatched) > limit else ""
+        parts.append(f"{len(mismatched)} of the wrong shape: " + ", ".join(shapes) + more)
+    if missing:
+        parts.append(f"{len(missing)} missing: {summary(missing, limit)}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected: {summary(unexpected, limit)}")
+    return "; ".join(parts)
 
 
 def summary(keys: list[str], limit: int = 8) -> str:

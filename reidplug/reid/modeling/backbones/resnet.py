@@ -1,4 +1,4 @@
-"""ResNet backbones: torchvision ResNet-18/34/50/101 and a narrow ResNet for CPU runs."""
+"""ResNet backbones: FastReID's build_resnet_backbone, torchvision ResNet-18/34/50/101, a narrow ResNet."""
 
 from __future__ import annotations
 
@@ -10,12 +10,15 @@ from torchvision.models import resnet as tv
 
 from reidplug.core.errors import ConfigError
 from reidplug.reid.modeling.backbones.ibn import IBN
-from reidplug.reid.modeling.backbones.non_local import NonLocal
+from reidplug.reid.modeling.backbones.non_local import NonLocal, inner_channels
 
-# Non-local blocks after the last N blocks of (layer2, layer3). 50x and 101x follow
-# FastReID. FastReID adds none to 18x/34x, which would make WITH_NL a silent no-op
-# there, so 34 takes the 50x layout (same stage lengths) and 18 and tiny one per stage.
+# Non-local blocks after the last N blocks of (layer2, layer3): FastReID's layout for
+# 50 and 101. FastReID adds none to 18x/34x; the resnetNN names (not FastReID's) give
+# 34 the 50 layout (same stage lengths) and 18 and tiny one per stage, so that
+# WITH_NL does something there.
 NL_BLOCKS = {18: (1, 1), 34: (2, 3), 50: (2, 3), 101: (2, 9), "tiny": (1, 1)}
+FASTREID_NL_BLOCKS = {18: (0, 0), 34: (0, 0), 50: (2, 3), 101: (2, 9)}
+TORCHVISION = {18: tv.resnet18, 34: tv.resnet34, 50: tv.resnet50, 101: tv.resnet101}
 
 # A quarter-width ResNet-18: about 16x fewer FLOPs, and still a four-stage residual net.
 TINY_WIDTHS = (16, 32, 64, 128)
@@ -34,15 +37,19 @@ class ResNet(nn.Module):
         last_stride: int = 1,
         with_ibn: bool = False,
         nl_blocks: tuple[int, int] = (0, 0),
+        nl_reduction: int = 0,
     ):
         super().__init__()
         if last_stride not in (1, 2):
             raise ConfigError(f"must be 1 or 2, got {last_stride!r}", key="MODEL.BACKBONE.LAST_STRIDE")
-        # Attribute names follow torchvision so that its state dicts load as they are.
+        # Attribute names follow torchvision and FastReID (the same ones), so that both
+        # publishers' state dicts load as they are.
         self.conv1 = conv1
         self.bn1 = bn1
         self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        # FastReID's stem pool: no padding, ceil mode. torchvision pads by 1, which shifts
+        # every window by a pixel; the feature map sizes agree for even inputs, the features do not.
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=0, ceil_mode=True)
         self.layer1, self.layer2, self.layer3, self.layer4 = layers
         set_stride(self.layer4[0], last_stride)
         if with_ibn:
@@ -51,12 +58,17 @@ class ResNet(nn.Module):
                 for block in layer:
                     block.bn1 = IBN(block.bn1.num_features)
         self.nl_after: dict[str, tuple[int, ...]] = {}
-        for name, count in zip(("layer2", "layer3"), nl_blocks):
-            layer = getattr(self, name)
+        for stage, count in zip((2, 3), nl_blocks):
+            layer = getattr(self, f"layer{stage}")
             count = min(count, len(layer))
-            # Kept outside the Sequential so that block indices (and state-dict keys) stay torchvision's.
-            setattr(self, f"nl_{name}", nn.ModuleList(NonLocal(block_channels(layer[-1])) for _ in range(count)))
-            self.nl_after[name] = tuple(range(len(layer) - count, len(layer)))
+            if count == 0:
+                continue
+            channels = block_channels(layer[-1])
+            inner = inner_channels(channels, nl_reduction)
+            # FastReID's names (NL_2, NL_3), kept outside the Sequential so that block
+            # indices (and state-dict keys) stay torchvision's.
+            setattr(self, f"NL_{stage}", nn.ModuleList(NonLocal(channels, inner) for _ in range(count)))
+            self.nl_after[f"layer{stage}"] = tuple(range(len(layer) - count, len(layer)))
         self.out_channels = block_channels(self.layer4[-1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -66,7 +78,7 @@ class ResNet(nn.Module):
             if not after:
                 x = getattr(self, name)(x)
                 continue
-            nl = getattr(self, f"nl_{name}")
+            nl = getattr(self, f"NL_{name[-1]}")
             for i, block in enumerate(getattr(self, name)):
                 x = block(x)
                 if i in after:
@@ -88,35 +100,60 @@ def block_channels(block: nn.Module) -> int:
     return last_bn.num_features
 
 
-def from_torchvision(net: tv.ResNet, bcfg, nl_key) -> ResNet:
+def from_torchvision(net: tv.ResNet, bcfg, nl_blocks: tuple[int, int]) -> ResNet:
     return ResNet(
         net.conv1,
         net.bn1,
         [net.layer1, net.layer2, net.layer3, net.layer4],
         last_stride=bcfg.LAST_STRIDE,
         with_ibn=bcfg.WITH_IBN,
-        nl_blocks=NL_BLOCKS[nl_key] if bcfg.WITH_NL else (0, 0),
+        nl_blocks=nl_blocks if bcfg.WITH_NL else (0, 0),
+        nl_reduction=bcfg.NL_REDUCTION,
     )
+
+
+def parse_depth(depth) -> int:
+    """FastReID's DEPTH ("50x"; older files write 50 or "50") as a number of layers."""
+    text = str(depth).strip().lower().removesuffix("x")
+    if text.isdigit() and int(text) in TORCHVISION:
+        return int(text)
+    raise ConfigError(
+        f"build_resnet_backbone needs a depth among {', '.join(f'{d}x' for d in TORCHVISION)}, got {depth!r}",
+        key="MODEL.BACKBONE.DEPTH",
+    )
+
+
+def build_resnet_backbone(bcfg) -> ResNet:
+    """FastReID's ResNet: DEPTH 18x/34x/50x/101x, WITH_IBN, WITH_NL at FastReID's places, LAST_STRIDE."""
+    depth = parse_depth(bcfg.DEPTH)
+    if bcfg.WITH_NL and not any(FASTREID_NL_BLOCKS[depth]):
+        # FastReID builds no non-local block into 18x and 34x and says nothing about it.
+        raise ConfigError(
+            f"build_resnet_backbone has non-local blocks only at depths 50x and 101x, not {bcfg.DEPTH!r}; "
+            f"set WITH_NL false (FastReID's model), or use NAME resnet{depth}",
+            key="MODEL.BACKBONE.WITH_NL",
+        )
+    return from_torchvision(TORCHVISION[depth](weights=None), bcfg, FASTREID_NL_BLOCKS[depth])
 
 
 def build_resnet18(bcfg) -> ResNet:
     """torchvision ResNet-18, randomly initialised."""
-    return from_torchvision(tv.resnet18(weights=None), bcfg, 18)
+    return from_torchvision(tv.resnet18(weights=None), bcfg, NL_BLOCKS[18])
 
 
 def build_resnet34(bcfg) -> ResNet:
     """torchvision ResNet-34, randomly initialised."""
-    return from_torchvision(tv.resnet34(weights=None), bcfg, 34)
+    return from_torchvision(tv.resnet34(weights=None), bcfg, NL_BLOCKS[34])
 
 
 def build_resnet50(bcfg) -> ResNet:
     """torchvision ResNet-50, randomly initialised."""
-    return from_torchvision(tv.resnet50(weights=None), bcfg, 50)
+    return from_torchvision(tv.resnet50(weights=None), bcfg, NL_BLOCKS[50])
 
 
 def build_resnet101(bcfg) -> ResNet:
     """torchvision ResNet-101, randomly initialised."""
-    return from_torchvision(tv.resnet101(weights=None), bcfg, 101)
+    return from_torchvision(tv.resnet101(weights=None), bcfg, NL_BLOCKS[101])
 
 
 def build_resnet_tiny(bcfg, widths: Sequence[int] = TINY_WIDTHS, blocks: Sequence[int] = TINY_BLOCKS) -> ResNet:
@@ -136,6 +173,7 @@ def build_resnet_tiny(bcfg, widths: Sequence[int] = TINY_WIDTHS, blocks: Sequenc
         last_stride=bcfg.LAST_STRIDE,
         with_ibn=bcfg.WITH_IBN,
         nl_blocks=NL_BLOCKS["tiny"] if bcfg.WITH_NL else (0, 0),
+        nl_reduction=bcfg.NL_REDUCTION,
     )
 
 

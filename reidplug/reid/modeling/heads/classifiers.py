@@ -1,6 +1,6 @@
 """Identity classifiers: a plain linear layer and cosine layers with CosFace, ArcFace or Circle margins.
 
-Each has `logits(x)` (the plain scores: W x, or cos(x, W) for the cosine layers),
+Each has `logits(x, W)` (the plain scores: W x, or cos(x, W) for the cosine layers),
 `scale` (s) and `apply_margin(logits, targets)`, the training logits of the loss.
 """
 
@@ -16,26 +16,25 @@ from reidplug.reid.modeling.precision import full_precision
 
 
 class LinearClassifier(nn.Module):
-    """A bias-free linear layer, weights drawn from N(0, 0.01^2); logits scaled by s."""
+    """Plain scores W x, scaled by s. Holds no parameter: the head owns the class centres W
+    (FastReID's `heads.weight`), so that its state dicts load as they are."""
 
     needs_targets = False
 
-    def __init__(self, in_features: int, num_classes: int, scale: float = 1.0, margin: float = 0.0):
+    def __init__(self, num_classes: int, scale: float = 1.0, margin: float = 0.0):
         super().__init__()
-        self.weight = nn.Parameter(torch.empty(num_classes, in_features))
-        nn.init.normal_(self.weight, std=0.01)
+        self.num_classes = num_classes
         self.scale = float(scale)
         self.margin = float(margin)
 
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight)
+    def logits(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, weight)
 
     def apply_margin(self, logits: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
         return logits * self.scale
 
     def extra_repr(self) -> str:
-        num_classes, in_features = self.weight.shape
-        return f"in_features={in_features}, num_classes={num_classes}, scale={self.scale:g}, margin={self.margin:g}"
+        return f"num_classes={self.num_classes}, scale={self.scale:g}, margin={self.margin:g}"
 
 
 class CosineClassifier(LinearClassifier):
@@ -43,9 +42,9 @@ class CosineClassifier(LinearClassifier):
 
     needs_targets = True
 
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
+    def logits(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         with full_precision(x):
-            return F.linear(F.normalize(x.float(), dim=1), F.normalize(self.weight.float(), dim=1))
+            return F.linear(F.normalize(x.float(), dim=1), F.normalize(weight.float(), dim=1))
 
     def target_mask(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.one_hot(targets.long(), logits.size(1)).bool()

@@ -46,7 +46,7 @@ def compute_losses(cls_outputs: torch.Tensor | None, features: torch.Tensor, tar
     losses = {}
     for name in lcfg.NAME:
         if name == "CrossEntropyLoss":
-            value = cross_entropy_loss(cls_outputs, targets, lcfg.CE.EPSILON) * lcfg.CE.SCALE
+            value = cross_entropy_loss(cls_outputs, targets, lcfg.CE.EPSILON, lcfg.CE.ALPHA) * lcfg.CE.SCALE
         elif name == "TripletLoss":
             tri = lcfg.TRI
             value = triplet_loss(features, targets, tri.MARGIN, tri.NORM_FEAT, tri.HARD_MINING) * tri.SCALE

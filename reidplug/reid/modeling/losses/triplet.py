@@ -16,6 +16,13 @@ def euclidean_distances(x: torch.Tensor) -> torch.Tensor:
     return d2.clamp(min=1e-12).sqrt()
 
 
+def cosine_distances(x: torch.Tensor) -> torch.Tensor:
+    """FastReID's cosine distance of the rows of x: 2 - 2 cos, the squared Euclidean distance of
+    the normalised rows (no square root)."""
+    x = F.normalize(x, dim=1)
+    return 2.0 - 2.0 * (x @ x.t())
+
+
 def pair_masks(targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(positive, negative) pair masks; an anchor is not its own positive."""
     same = targets.view(-1, 1) == targets.view(1, -1)
@@ -24,12 +31,12 @@ def pair_masks(targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def masked_softmax(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Row-wise softmax over the masked entries; rows without any are all zero."""
-    z = x.masked_fill(~mask, float("-inf"))
-    top = z.amax(dim=1, keepdim=True)
-    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
-    e = (z - top).exp()
-    return e / e.sum(dim=1, keepdim=True).clamp(min=1e-12)
+    """FastReID's row-wise softmax over the masked entries: shifted by max(x * mask) (masked-out
+    entries count as 0 there), 1e-6 added to the normaliser; rows without any entry are all zero."""
+    m = mask.to(x.dtype)
+    top = (x * m).amax(dim=1, keepdim=True)
+    e = (x - top).exp() * m
+    return e / (e.sum(dim=1, keepdim=True) + 1e-6)
 
 
 def triplet_loss(
@@ -42,20 +49,21 @@ def triplet_loss(
     """Triplet loss over each anchor's hardest (or softmax-weighted) positive and negative, in fp32.
 
     margin > 0: mean(relu(d_ap - d_an + margin)); margin 0: mean(softplus(d_ap - d_an)).
-    Anchors without a negative in the batch are left out.
+    Distances are Euclidean, or with `norm_feat` FastReID's cosine distance 2 - 2cos.
+    Weighted mining, as FastReID's, counts the anchor among its own positives (at
+    distance ~0). Anchors without a negative in the batch are left out.
     """
     with full_precision(features):
         x = features.float()
-        if norm_feat:
-            x = F.normalize(x, dim=1)
-        dist = euclidean_distances(x)
+        dist = cosine_distances(x) if norm_feat else euclidean_distances(x)
         pos, neg = pair_masks(targets)
         if hard_mining:
             # An anchor without another positive gets d_ap = 0, the distance to itself.
             d_ap = dist.masked_fill(~pos, 0.0).amax(dim=1)
             d_an = dist.masked_fill(~neg, float("inf")).amin(dim=1)
         else:
-            d_ap = (masked_softmax(dist, pos) * dist).sum(dim=1)
+            with_self = pos | torch.eye(len(targets), dtype=torch.bool, device=targets.device)
+            d_ap = (masked_softmax(dist, with_self) * dist).sum(dim=1)
             d_an = (masked_softmax(-dist, neg) * dist).sum(dim=1)
         valid = neg.any(dim=1)
         if not valid.any():

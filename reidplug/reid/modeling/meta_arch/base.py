@@ -1,4 +1,4 @@
-"""The Baseline Re-ID model: input normalisation, backbone, embedding head and losses."""
+"""What every Re-ID meta-architecture shares: input normalisation, freezing, parameter groups."""
 
 from __future__ import annotations
 
@@ -8,34 +8,32 @@ import torch
 from torch import nn
 
 from reidplug.core.errors import ConfigError
-from reidplug.reid.modeling.heads.embedding import EmbeddingHead
-from reidplug.reid.modeling.losses import check_loss_names, compute_losses
 
 
-class Baseline(nn.Module):
-    """images in 0..255 [B, 3, H, W] -> head outputs (training: dict; eval: features [B, D])."""
+class ReidModel(nn.Module):
+    """images in 0..255 [B, 3, H, W] -> training: outputs for `losses`; eval: features [B, D].
 
-    def __init__(self, backbone: nn.Module, heads: EmbeddingHead, *, pixel_mean, pixel_std, losses_cfg):
+    A subclass builds itself with `from_config(cfg, num_classes)`, normalises its input
+    with `normalise`, and computes its loss dict in `losses(outputs, targets)`.
+    """
+
+    def __init__(self, *, pixel_mean, pixel_std):
         super().__init__()
-        self.backbone = backbone
-        self.heads = heads
+        # Not persistent, as in FastReID: its state dicts hold no pixel statistics.
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(1, -1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(1, -1, 1, 1), False)
-        check_loss_names(losses_cfg.NAME)
-        self.losses_cfg = losses_cfg
         self.frozen: tuple[str, ...] = ()
         self._frozen_params: list[nn.Parameter] = []
 
-    def forward(self, images: torch.Tensor, targets: torch.Tensor | None = None):
-        x = (images.to(self.pixel_mean.dtype) - self.pixel_mean) / self.pixel_std
-        return self.heads(self.backbone(x), targets)
+    @classmethod
+    def from_config(cls, cfg, num_classes: int) -> "ReidModel":
+        raise NotImplementedError
 
-    def losses(self, outputs: dict, targets: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The configured losses (`loss_cls`, `loss_triplet`, `loss_circle`, `loss_cosface`), each scaled."""
-        cls_outputs = None
-        if "CrossEntropyLoss" in self.losses_cfg.NAME:
-            cls_outputs = self.heads.classification_outputs(outputs, targets)
-        return compute_losses(cls_outputs, outputs["features"], targets, self.losses_cfg)
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        return (images.to(self.pixel_mean.dtype) - self.pixel_mean) / self.pixel_std
+
+    def losses(self, outputs, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
 
     # ---------------------------------------------------------- optimisation helpers
 
@@ -48,6 +46,7 @@ class Baseline(nn.Module):
 
     @staticmethod
     def is_head_parameter(name: str) -> bool:
+        # FastReID's rule: the module named `heads`, so MGN's b1_head... are not heads here either.
         return name.startswith("heads.")
 
     def freeze(self, names: Iterable[str]) -> None:
