@@ -190,9 +190,10 @@ def msmt_tree(root: Path, version="MSMT17_V1") -> Path:
 @pytest.mark.parametrize("version", ["MSMT17_V1", "MSMT17_V2"])
 def test_msmt17_lists(tmp_path, version):
     folder = msmt_tree(tmp_path, version)
-    d = MSMT17(tmp_path)
+    d = MSMT17(tmp_path, combineall=True)
     assert d.root == str(folder)
     assert [(pid, cam) for _, pid, cam in d.train] == [(0, 0), (1, 4), (1, 14)], "train and val merged"
+    assert [(pid, cam) for _, pid, cam in MSMT17(tmp_path).train] == [(0, 0), (1, 4)], "val only with combineall"
     assert [(pid, cam) for _, pid, cam in d.query] == [(2, 2)], "query pids offset by the 2 train pids"
     assert [(pid, cam) for _, pid, cam in d.gallery] == [(2, 6), (4, 1)]
     assert d.verify() == 6

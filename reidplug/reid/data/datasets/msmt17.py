@@ -16,26 +16,31 @@ class MSMT17(ReIDDataset):
     """MSMT17: `MSMT17_V1/` (`train/`, `test/`) or `MSMT17_V2/` (`mask_train_v2/`, `mask_test_v2/`).
 
     Each `list_{train,val,query,gallery}.txt` line is `relpath pid`; the camera
-    is the third `_`-separated field of relpath, from 1. Train and val are
-    merged for training; query and gallery pids are offset by the number of
-    train pids so that they never collide with training ids.
+    is the third `_`-separated field of relpath, from 1. Query and gallery
+    pids are offset by the number of train pids so that they never collide
+    with training ids. `list_val.txt` (a held-out part of the training images)
+    joins training only with `combineall` (DATASETS.COMBINEALL), as in
+    FastReID: the published protocol trains on `list_train.txt` alone.
     """
 
     name = "MSMT17"
     num_cameras = 15
 
-    def __init__(self, root: str | os.PathLike = "datasets"):
+    def __init__(self, root: str | os.PathLike = "datasets", *, combineall: bool = False):
         folder, train_dir, test_dir = self.locate(Path(root).expanduser())
         train = self.read_list(folder / "list_train.txt", train_dir, "train")
-        val_list = folder / "list_val.txt"
-        if val_list.is_file():
-            train += self.read_list(val_list, train_dir, "val")
+        offset = len({pid for _, pid, _ in train})
+        if combineall:
+            train += self.read_list(folder / "list_val.txt", train_dir, "val")
         query = self.read_list(folder / "list_query.txt", test_dir, "query")
         gallery = self.read_list(folder / "list_gallery.txt", test_dir, "gallery")
-        offset = len({pid for _, pid, _ in train})
         query = [(p, pid + offset, c) for p, pid, c in query]
         gallery = [(p, pid + offset, c) for p, pid, c in gallery]
         super().__init__(train, query, gallery, root=folder)
+
+    @classmethod
+    def from_config(cls, cfg, root: str) -> MSMT17:
+        return cls(root, combineall=cfg.DATASETS.COMBINEALL)
 
     @classmethod
     def locate(cls, root: Path) -> tuple[Path, Path, Path]:
