@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 import warnings
@@ -140,11 +139,18 @@ def _write_report(summary: dict) -> None:
 @click.argument("config", type=click.Path(dir_okay=False))
 @OVERRIDES
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in OUTPUT_DIR.")
-def train(config, overrides, resume):
+@click.option("--num-gpus", type=int, default=1, show_default=True,
+              help="Processes on this machine, one per GPU (CPU processes with MODEL.DEVICE=cpu); DDP when more than one.")
+@click.option("--num-machines", type=int, default=1, show_default=True, help="Machines taking part.")
+@click.option("--machine-rank", type=int, default=0, show_default=True, help="The rank of this machine (unique per machine).")
+@click.option("--dist-url", default="auto", show_default=True,
+              help="tcp://HOST:PORT of machine 0, the same on every machine; auto: a free port, one machine only.")
+def train(config, overrides, resume, num_gpus, num_machines, machine_rank, dist_url):
     """Train one Re-ID model, evaluate it, and save checkpoints and model_final.pth in OUTPUT_DIR."""
     from reidplug.reid.api import train as train_model
 
-    train_model(config, list(overrides), resume=resume)
+    train_model(config, list(overrides), resume=resume, num_gpus=num_gpus, num_machines=num_machines,
+                machine_rank=machine_rank, dist_url=dist_url)
 
 
 @cli.command(name="eval")
@@ -158,44 +164,8 @@ def eval_(config, overrides, vis):
     evaluate(config, list(overrides), vis=vis)
 
 
-# ------------------------------------------------------------------ plugins and config
-
-
-@cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def plugins(as_json):
-    """List plugins: name, version, distribution and the components each registered."""
-    from reidplug.core.manager import plugin_manager
-    from reidplug.core.registry import KINDS
-
-    pm = plugin_manager()
-    for kind in KINDS:
-        pm.registry(kind)  # fills each origin's component list
-    rows = []
-    for name, origin in pm.origins.items():
-        rows.append({
-            "name": name,
-            "version": origin.version,
-            "distribution": origin.distribution,
-            "builtin": origin.builtin,
-            "components": {k: sorted(v) for k, v in origin.components.items()},
-        })
-    failed = [{"name": n, "error": e} for n, e in pm.failed.items()]
-    if as_json:
-        click.echo(json.dumps(rows if not failed else rows + [{**f, "failed": True} for f in failed], indent=2))
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="reidplug plugins", title_justify="left")
-    for col in ("plugin", "version", "distribution", "components"):
-        table.add_column(col, overflow="fold")
-    for row in sorted(rows, key=lambda r: (r["builtin"], r["name"])):
-        comps = "; ".join(f"{k}: {', '.join(v)}" for k, v in sorted(row["components"].items()))
-        table.add_row(row["name"], row["version"], row["distribution"], comps or "(hooks only)")
-    for f in failed:
-        table.add_row(f["name"], "?", "?", f"failed to import: {f['error']}")
-    Console(width=max(100, Console().width)).print(table)
+# ------------------------------------------------------------------ config
+# (`reidplug plugins` is registered by reidplug.plugins.plugins_command)
 
 
 @cli.group()
@@ -235,9 +205,12 @@ def main(argv=None) -> None:
     """Run the CLI; a user error prints one line on stderr and exits with code 2."""
     warnings.formatwarning = _format_warning
     try:
-        from reidplug.core.manager import plugin_manager
+        from reidplug.core.manager import add_commands, plugin_manager
 
-        plugin_manager().hook.register_commands(cli=cli)
+        add_commands(plugin_manager(), cli)  # a plugin whose hook raises is disabled, the others' commands stay
+        from reidplug.fastreid_argv import rewrite
+
+        argv = rewrite(sys.argv[1:] if argv is None else list(argv))  # FastReID's/FastTune's flags, if used
         cli.main(args=argv, prog_name="reidplug", standalone_mode=False)
     except UserError as exc:
         click.echo(f"error: {exc}", err=True)
@@ -248,7 +221,12 @@ def main(argv=None) -> None:
     except click.UsageError as exc:
         # One line, like every other user error; `--help` shows the usage.
         where = f"{exc.ctx.command_path}: " if exc.ctx is not None else ""
-        click.echo(f"error: {where}{' '.join(exc.format_message().split())}", err=True)
+        message = " ".join(exc.format_message().split())
+        if isinstance(exc, click.NoSuchOption) and not exc.possibilities:
+            from reidplug.fastreid_argv import unknown_option_hint
+
+            message = message.rstrip(".") + unknown_option_hint(exc.option_name)
+        click.echo(f"error: {where}{message}", err=True)
         sys.exit(2)
     except click.ClickException as exc:
         exc.show()

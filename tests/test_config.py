@@ -15,13 +15,17 @@ def write(path, text):
     return path
 
 
-def test_defaults_mirror_bag_of_tricks():
-    cfg = load_config(None)
+def test_base_bagtricks_spells_the_bag_of_tricks_over_fastreid_defaults():
+    # The defaults are FastReID's defaults.py (tests/test_fastreid_config.py); the recipe file says what BoT changes.
+    cfg = load_config("configs/Base-bagtricks.yml")
     assert cfg.SOLVER.BASE_LR == pytest.approx(3.5e-4)
     assert cfg.SOLVER.IMS_PER_BATCH == 64 and cfg.DATALOADER.NUM_INSTANCE == 4
     assert cfg.SOLVER.STEPS == [40, 90] and cfg.SOLVER.WARMUP_ITERS == 2000
     assert cfg.MODEL.LOSSES.CE.EPSILON == pytest.approx(0.1) and cfg.MODEL.LOSSES.TRI.MARGIN == pytest.approx(0.3)
+    assert cfg.MODEL.LOSSES.TRI.HARD_MINING and cfg.MODEL.LOSSES.NAME == ["CrossEntropyLoss", "TripletLoss"]
     assert cfg.MODEL.BACKBONE.LAST_STRIDE == 1 and cfg.MODEL.HEADS.WITH_BNNECK
+    assert cfg.INPUT.FLIP.ENABLED and cfg.INPUT.PADDING.ENABLED and cfg.INPUT.REA.ENABLED
+    assert cfg.DATALOADER.SAMPLER_TRAIN == "NaiveIdentitySampler"
     assert cfg.INPUT.SIZE_TRAIN == [256, 128] and cfg.SOLVER.AMP.ENABLED
 
 
@@ -72,7 +76,8 @@ def test_bare_bool_section_and_float_strings():
         ("SOLVER:\n  BASE_LR: fast\n", "SOLVER.BASE_LR", "expected a number"),
         ("SOLVER:\n  MAX_EPOCH: 1.5\n", "SOLVER.MAX_EPOCH", "expected an integer"),
         ("SOLVER:\n  SCHED: Linear\n", "SOLVER.SCHED", "must be one of"),
-        ("SOLVER:\n  IMS_PER_BATCH: 30\n", "SOLVER.IMS_PER_BATCH", "not divisible by DATALOADER.NUM_INSTANCE=4"),
+        ("DATALOADER:\n  SAMPLER_TRAIN: NaiveIdentitySampler\nSOLVER:\n  IMS_PER_BATCH: 30\n", "SOLVER.IMS_PER_BATCH",
+         "not divisible by DATALOADER.NUM_INSTANCE=4"),
         ("SOLVER:\n  BASE_LR: -1\n", "SOLVER.BASE_LR", "must be positive"),
         ("INPUT:\n  SIZE_TRAIN: [256]\n", "INPUT.SIZE_TRAIN", "[height, width]"),
         ("TUNE:\n  MODE: maximum\n", "TUNE.MODE", "must be one of"),
@@ -114,7 +119,7 @@ def test_missing_file():
 
 
 def test_yaml_round_trip_and_with_params():
-    cfg = load_config(None, ["TUNE.ASHA.GRACE_PERIOD=2"])
+    cfg = load_config(None, ["TUNE.ASHA.GRACE_PERIOD=2", "DATALOADER.SAMPLER_TRAIN=NaiveIdentitySampler"])
     again = load_config(__import__("yaml").safe_load(to_yaml(cfg)))
     assert unstructure(again) == unstructure(cfg)
     assert again.TUNE.PLUGINS == {"ASHA": {"GRACE_PERIOD": 2}}

@@ -137,6 +137,12 @@ EXCLUDED: dict[str, str] = {
     "reidplug run configs/tune/asha_cluster.yml":
         "a Ray cluster of several machines sharing /mnt/reid (docs/cluster.md); "
         "the Ray executor on one machine is tests/test_ray_executor.py",
+    "reidplug train configs/market1501/sbs_R50-ibn.yml --num-gpus 4":
+        "4 GPUs and Market-1501; 2 gloo CPU processes are tests/reid/test_distributed.py",
+    "reidplug train configs/market1501/sbs_R50-ibn.yml --num-gpus 4 --num-machines 2 --machine-rank 0 "
+    "--dist-url tcp://10.0.0.1:29500": "two machines with 4 GPUs each (docs/cluster.md)",
+    "reidplug train configs/market1501/sbs_R50-ibn.yml --num-gpus 4 --num-machines 2 --machine-rank 1 "
+    "--dist-url tcp://10.0.0.1:29500": "two machines with 4 GPUs each (docs/cluster.md)",
 }
 
 # ------------------------------------------------------------------ reading the documents

@@ -2,10 +2,16 @@
 
 Every key remembers the file (or the command line) it came from, so that an
 error names the file and the key path.
+
+FastReID's files are read as its yacs loader reads them: a string holding a
+Python tuple or list literal (`NAMES: ("Market1501",)`) is that list. The literal
+is parsed by `ast.literal_eval` (never evaluated) and only lists of plain scalars
+are taken.
 """
 
 from __future__ import annotations
 
+import ast
 import copy
 import difflib
 import math
@@ -20,6 +26,7 @@ import attrs
 import yaml
 
 from reidplug.core.errors import ConfigError
+from reidplug.core.fastreid_keys import check_implemented
 from reidplug.core.schema import Config, TuneCfg
 
 COMMAND_LINE = "<command line>"
@@ -51,7 +58,8 @@ class Origins(dict):
         self.default = default
 
     def of(self, key: str) -> str | None:
-        parts = key.split(".")
+        # A list item (SOLVER.STEPS[1]) came from wherever its list did.
+        parts = re.sub(r"\[\d+\]", "", key).split(".")
         while parts:
             found = self.get(".".join(parts))
             if found is not None:
@@ -61,6 +69,46 @@ class Origins(dict):
 
 
 # ---------------------------------------------------------------- reading
+
+_LITERAL_MAX = 10_000  # characters; a literal longer than any config list stays a string
+
+
+def literal_list(text: str):
+    """The list a tuple/list literal string spells (`("a", "b",)` -> ["a", "b"]), else None."""
+    stripped = text.strip()
+    if len(stripped) > _LITERAL_MAX or stripped[:1] not in "([" or stripped[-1:] not in ")]":
+        return None
+    try:
+        value = ast.literal_eval(stripped)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
+    return _plain_list(value) if isinstance(value, (list, tuple)) else None
+
+
+def _plain_list(value):
+    out = []
+    for item in value:
+        if isinstance(item, (list, tuple)):
+            item = _plain_list(item)
+            if item is None:
+                return None
+        elif item is not None and not isinstance(item, (str, int, float, bool)):
+            return None
+        out.append(item)
+    return out
+
+
+def read_literals(data: Any) -> Any:
+    """`data` with every tuple/list literal string replaced by its list, at any depth."""
+    if isinstance(data, dict):
+        return {k: read_literals(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [read_literals(v) for v in data]
+    if isinstance(data, str):
+        found = literal_list(data)
+        return found if found is not None else data
+    return data
+
 
 
 def read_yaml(path: str | Path) -> Any:
@@ -72,7 +120,7 @@ def read_yaml(path: str | Path) -> Any:
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read: {exc.__class__.__name__}", file=str(path)) from None
     try:
-        return yaml.load(text, Loader=_Loader)
+        return read_literals(yaml.load(text, Loader=_Loader))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -136,11 +184,12 @@ def parse_override(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key or not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*", key):
-        raise ConfigError(f"override {text!r} is not KEY.PATH=VALUE", file=COMMAND_LINE)
+        hint = " (FastReID's KEY VALUE pairs work after --config-file FILE)" if not sep else ""
+        raise ConfigError(f"override {text!r} is not KEY.PATH=VALUE{hint}", file=COMMAND_LINE)
     try:
-        value = yaml.load(raw, Loader=_Loader) if raw.strip() else ""
+        value = read_literals(yaml.load(raw, Loader=_Loader)) if raw.strip() else ""
     except yaml.YAMLError:
-        value = raw
+        value = read_literals(raw)
     return key, value
 
 
@@ -319,9 +368,12 @@ def check(cfg: Config, origins: Origins) -> None:
         size = get_dotted(cfg, key)
         if len(size) != 2 or min(size) <= 0:
             raise ctx.error(key, f"must be [height, width] with positive values, got {size!r}")
-    for key in ("INPUT.FLIP.PROB", "INPUT.REA.PROB", "INPUT.CJ.PROB", "INPUT.AUTOAUG.PROB", "MODEL.LOSSES.CE.EPSILON"):
+    for key in ("INPUT.FLIP.PROB", "INPUT.REA.PROB", "INPUT.CJ.PROB", "INPUT.AUTOAUG.PROB"):
         if not 0.0 <= get_dotted(cfg, key) <= 1.0:
             raise ctx.error(key, f"must lie in [0, 1], got {get_dotted(cfg, key)!r}")
+    # A negative epsilon is FastReID's adaptive smoothing (MODEL.LOSSES.CE.ALPHA).
+    if cfg.MODEL.LOSSES.CE.EPSILON > 1.0:
+        raise ctx.error("MODEL.LOSSES.CE.EPSILON", f"must be at most 1 (negative: adaptive), got {cfg.MODEL.LOSSES.CE.EPSILON!r}")
     if "Identity" in cfg.DATALOADER.SAMPLER_TRAIN and cfg.SOLVER.IMS_PER_BATCH % cfg.DATALOADER.NUM_INSTANCE:
         raise ctx.error(
             "SOLVER.IMS_PER_BATCH",
@@ -344,6 +396,7 @@ def build(data: dict, origins: Origins | None = None) -> Config:
     ctx = _Ctx(origins)
     cfg = structure(Config, data, "", ctx)
     check(cfg, origins)
+    check_implemented(cfg, origins)
     cfg.origins = origins
     cfg.source_file = origins.default
     return cfg
@@ -365,8 +418,15 @@ def load_config(path: str | Path | dict | Config | None = None, overrides=()) ->
         key, value = parse_override(item) if isinstance(item, str) else item
         _check_override_key(key)
         set_dotted(data, key, value)
-        origins[key] = COMMAND_LINE
+        _mark(origins, key, COMMAND_LINE)
     return build(data, origins)
+
+
+def _mark(origins: Origins, key: str, source: str) -> None:
+    """`key` and everything under it now come from `source` (a section set whole replaces the file's keys)."""
+    for inner in [k for k in origins if k.startswith(key + ".")]:
+        del origins[inner]
+    origins[key] = source
 
 
 def _check_override_key(key: str) -> None:
@@ -392,7 +452,7 @@ def with_params(cfg: Config, params: dict[str, Any], *, source: str = "<trial>")
     origins = Origins(getattr(cfg, "origins", {}), default=getattr(cfg, "source_file", None))
     for key, value in params.items():
         set_dotted(data, key, value)
-        origins[key] = source
+        _mark(origins, key, source)
     return build(data, origins)
 
 

@@ -1,4 +1,11 @@
-"""The typed config schema. Key names follow FastReID; defaults are its bag-of-tricks recipe.
+"""The typed config schema. Every key of FastReID's fastreid/config/defaults.py, with its value.
+
+A file written for FastReID that leaves a key out therefore gets FastReID's
+model; the project's own configs say what they change. Keys FastReID does not
+have (TUNE, DATASETS.ROOT/SYNTH, DATALOADER.CACHE_IMAGES, SOLVER.TRAINER/KEEP_LAST/
+NAN_POLICY/MAX_CONSECUTIVE_NAN, SEED, DETERMINISTIC, MODEL.HEADS.GEM_P, MODEL.BACKBONE.NL_REDUCTION)
+are reidplug's.
+Which FastReID keys reidplug implements is listed in reidplug/core/fastreid_keys.py.
 
 Sections whose value may also be a bare bool (`SOLVER: {AMP: True}`) have an
 ENABLED field; the loader expands the bool into it.
@@ -17,14 +24,24 @@ IMAGENET_STD = [58.395, 57.12, 57.375]
 
 @define(kw_only=True)
 class BackboneCfg:
-    NAME: str = "resnet50"
-    # FastReID writes NAME: build_resnet_backbone with DEPTH: 50x; both spellings work.
-    DEPTH: str = ""
+    # FastReID writes NAME: build_resnet_backbone with DEPTH: 50x; reidplug's resnet50 also works.
+    NAME: str = "build_resnet_backbone"
+    DEPTH: str = "50x"
     LAST_STRIDE: int = 1
+    FEAT_DIM: int = 2048
     NORM: str = "BN"
     WITH_IBN: bool = False
+    WITH_SE: bool = False
     WITH_NL: bool = False
-    FEAT_DIM: int = 2048
+    # reidplug's: inner width of the non-local blocks. 0 is FastReID's (one channel, what its
+    # released weights hold); r > 0 gives channels // r, the block of Wang et al. (r = 2).
+    NL_REDUCTION: int = 0
+    # Vision transformer (build_vit_backbone)
+    SIE_COE: float = 3.0
+    STRIDE_SIZE: list[int] = Factory(lambda: [16, 16])
+    DROP_PATH_RATIO: float = 0.1
+    DROP_RATIO: float = 0.0
+    ATT_DROP_RATE: float = 0.0
     PRETRAIN: bool = False
     PRETRAIN_PATH: str = ""
 
@@ -35,18 +52,18 @@ class HeadsCfg:
     NORM: str = "BN"
     NUM_CLASSES: int = 0
     EMBEDDING_DIM: int = 0
-    WITH_BNNECK: bool = True
+    WITH_BNNECK: bool = False
     NECK_FEAT: Literal["before", "after"] = "before"
     POOL_LAYER: str = "GlobalAvgPool"
     GEM_P: float = 3.0
     CLS_LAYER: str = "Linear"
-    SCALE: float = 1.0
     MARGIN: float = 0.0
+    SCALE: float = 1.0
 
 
 @define(kw_only=True)
 class CECfg:
-    EPSILON: float = 0.1
+    EPSILON: float = 0.0
     ALPHA: float = 0.2
     SCALE: float = 1.0
 
@@ -55,7 +72,14 @@ class CECfg:
 class TriCfg:
     MARGIN: float = 0.3
     NORM_FEAT: bool = False
-    HARD_MINING: bool = True
+    HARD_MINING: bool = False
+    SCALE: float = 1.0
+
+
+@define(kw_only=True)
+class FocalCfg:
+    ALPHA: float = 0.25
+    GAMMA: float = 2.0
     SCALE: float = 1.0
 
 
@@ -68,8 +92,9 @@ class PairCfg:
 
 @define(kw_only=True)
 class LossesCfg:
-    NAME: list[str] = Factory(lambda: ["CrossEntropyLoss", "TripletLoss"])
+    NAME: list[str] = Factory(lambda: ["CrossEntropyLoss"])
     CE: CECfg = Factory(CECfg)
+    FL: FocalCfg = Factory(FocalCfg)
     TRI: TriCfg = Factory(TriCfg)
     CIRCLE: PairCfg = Factory(PairCfg)
     COSFACE: PairCfg = Factory(PairCfg)
@@ -77,10 +102,14 @@ class LossesCfg:
 
 @define(kw_only=True)
 class ModelCfg:
-    META_ARCHITECTURE: str = "Baseline"
+    # FastReID's default is "cuda"; "auto" is cuda where there is one, so it agrees on a GPU
+    # machine and still runs on a CPU-only one.
     DEVICE: str = "auto"
-    WEIGHTS: str = ""
+    META_ARCHITECTURE: str = "Baseline"
     FREEZE_LAYERS: list[str] = Factory(list)
+    # MoCo memory size
+    QUEUE_SIZE: int = 8192
+    WEIGHTS: str = ""
     PIXEL_MEAN: list[float] = Factory(lambda: list(IMAGENET_MEAN))
     PIXEL_STD: list[float] = Factory(lambda: list(IMAGENET_STD))
     BACKBONE: BackboneCfg = Factory(BackboneCfg)
@@ -89,14 +118,37 @@ class ModelCfg:
 
 
 @define(kw_only=True)
+class EMACfg:
+    ENABLED: bool = False
+    MOMENTUM: float = 0.999
+
+
+@define(kw_only=True)
+class KDCfg:
+    """Knowledge distillation (FastReID's Distiller)."""
+
+    MODEL_CONFIG: list[str] = Factory(list)
+    MODEL_WEIGHTS: list[str] = Factory(list)
+    EMA: EMACfg = Factory(EMACfg)
+
+
+@define(kw_only=True)
+class CropCfg:
+    ENABLED: bool = False
+    SIZE: list[int] = Factory(lambda: [224, 224])
+    SCALE: list[float] = Factory(lambda: [0.16, 1.0])
+    RATIO: list[float] = Factory(lambda: [3.0 / 4.0, 4.0 / 3.0])
+
+
+@define(kw_only=True)
 class FlipCfg:
-    ENABLED: bool = True
+    ENABLED: bool = False
     PROB: float = 0.5
 
 
 @define(kw_only=True)
 class PaddingCfg:
-    ENABLED: bool = True
+    ENABLED: bool = False
     MODE: Literal["constant", "edge", "reflect", "symmetric"] = "constant"
     SIZE: int = 10
 
@@ -112,27 +164,42 @@ class ColorJitterCfg:
 
 
 @define(kw_only=True)
-class AutoAugCfg:
+class EnabledCfg:
     ENABLED: bool = False
-    PROB: float = 0.1
+
+
+@define(kw_only=True)
+class ProbCfg:
+    ENABLED: bool = False
+    PROB: float = 0.0
 
 
 @define(kw_only=True)
 class REACfg:
-    ENABLED: bool = True
+    ENABLED: bool = False
     PROB: float = 0.5
     VALUE: list[float] = Factory(lambda: list(IMAGENET_MEAN))
+
+
+@define(kw_only=True)
+class RPTCfg:
+    ENABLED: bool = False
+    PROB: float = 0.5
 
 
 @define(kw_only=True)
 class InputCfg:
     SIZE_TRAIN: list[int] = Factory(lambda: [256, 128])
     SIZE_TEST: list[int] = Factory(lambda: [256, 128])
+    CROP: CropCfg = Factory(CropCfg)
     FLIP: FlipCfg = Factory(FlipCfg)
     PADDING: PaddingCfg = Factory(PaddingCfg)
     CJ: ColorJitterCfg = Factory(ColorJitterCfg)
-    AUTOAUG: AutoAugCfg = Factory(AutoAugCfg)
+    AFFINE: EnabledCfg = Factory(EnabledCfg)
+    AUTOAUG: ProbCfg = Factory(ProbCfg)
+    AUGMIX: ProbCfg = Factory(ProbCfg)
     REA: REACfg = Factory(REACfg)
+    RPT: RPTCfg = Factory(RPTCfg)
 
 
 @define(kw_only=True)
@@ -157,15 +224,17 @@ class DatasetsCfg:
 
 @define(kw_only=True)
 class DataloaderCfg:
-    SAMPLER_TRAIN: str = "NaiveIdentitySampler"
+    SAMPLER_TRAIN: str = "TrainingSampler"
     NUM_INSTANCE: int = 4
     NUM_WORKERS: int = 8
+    # Per-dataset weights of a multi-dataset training set
+    SET_WEIGHT: list[float] = Factory(list)
     CACHE_IMAGES: bool = False
 
 
 @define(kw_only=True)
 class AmpCfg:
-    ENABLED: bool = True
+    ENABLED: bool = False
 
 
 @define(kw_only=True)
@@ -183,7 +252,7 @@ class SolverCfg:
     TRAINER: str = ""
     OPT: str = "Adam"
     MAX_EPOCH: int = 120
-    BASE_LR: float = 3.5e-4
+    BASE_LR: float = 3e-4
     BIAS_LR_FACTOR: float = 1.0
     HEADS_LR_FACTOR: float = 1.0
     MOMENTUM: float = 0.9
@@ -193,15 +262,15 @@ class SolverCfg:
     WEIGHT_DECAY_BIAS: float = 5e-4
     IMS_PER_BATCH: int = 64
     SCHED: Literal["MultiStepLR", "CosineAnnealingLR"] = "MultiStepLR"
-    STEPS: list[int] = Factory(lambda: [40, 90])
+    STEPS: list[int] = Factory(lambda: [30, 55])
     GAMMA: float = 0.1
     DELAY_EPOCHS: int = 0
     ETA_MIN_LR: float = 1e-7
     WARMUP_FACTOR: float = 0.1
-    WARMUP_ITERS: int = 2000
+    WARMUP_ITERS: int = 1000
     WARMUP_METHOD: Literal["linear", "constant"] = "linear"
     FREEZE_ITERS: int = 0
-    CHECKPOINT_PERIOD: int = 30
+    CHECKPOINT_PERIOD: int = 20
     KEEP_LAST: int = 2
     CLIP_GRADIENTS: ClipGradCfg = Factory(ClipGradCfg)
     NAN_POLICY: Literal["skip", "abort"] = "skip"
@@ -238,9 +307,10 @@ class TestFlipCfg:
 
 @define(kw_only=True)
 class TestCfg:
-    EVAL_PERIOD: int = 30
-    IMS_PER_BATCH: int = 128
+    EVAL_PERIOD: int = 20
+    IMS_PER_BATCH: int = 64
     METRIC: Literal["cosine", "euclidean"] = "cosine"
+    ROC: EnabledCfg = Factory(EnabledCfg)
     FLIP: TestFlipCfg = Factory(TestFlipCfg)
     AQE: AQECfg = Factory(AQECfg)
     RERANK: RerankCfg = Factory(RerankCfg)
@@ -251,6 +321,8 @@ class TestCfg:
 class ResourcesCfg:
     CPU: float = 1.0
     GPU: float = 0.0
+    # Data-parallel processes per trial on the CPU (gloo); with GPU >= 2, one per GPU instead.
+    CPU_PROCESSES: int = 1
 
 
 @define(kw_only=True)
@@ -287,6 +359,7 @@ class TuneCfg:
 @define(kw_only=True, slots=False)
 class Config:
     MODEL: ModelCfg = Factory(ModelCfg)
+    KD: KDCfg = Factory(KDCfg)
     INPUT: InputCfg = Factory(InputCfg)
     DATASETS: DatasetsCfg = Factory(DatasetsCfg)
     DATALOADER: DataloaderCfg = Factory(DataloaderCfg)
@@ -295,5 +368,5 @@ class Config:
     TUNE: TuneCfg = Factory(TuneCfg)
     OUTPUT_DIR: str = "logs"
     SEED: int = 0
-    CUDNN_BENCHMARK: bool = True
+    CUDNN_BENCHMARK: bool = False
     DETERMINISTIC: bool = False
