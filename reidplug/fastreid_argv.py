@@ -213,7 +213,37 @@ def _run(config: str, flags: dict, opts: list[str]) -> list[str]:
         if tune.get("TUNE.SCHEDULER") == "bohb":
             raise UserError("reidplug run: --pbt: FastTune runs PBT only with --srch-algo hyperopt")
         tune["TUNE.SCHEDULER"] = "pbt"
+    if (algo is not None or pbt) and not _has_space(config, opts):
+        tune.update(FASTTUNE_SEARCH[tune.get("TUNE.SCHEDULER", "asha")])
     return out + [f"{k}={v}" for k, v in tune.items()] + opts
+
+
+# FastTune keeps its search in tune_net.py, not in the config: batch size and instances per
+# identity, ASHA (grace 2, reduction 3), BOHB's Hyperband (reduction 3, 4 concurrent models)
+# or PBT (perturbing every 2 reports). A config without TUNE.SPACE gets that search.
+_FASTTUNE_SPACE = ("{SOLVER.IMS_PER_BATCH: {choice: [64, 96, 128, 160, 224, 256]}, "
+                   "DATALOADER.NUM_INSTANCE: {choice: [2, 4, 8, 16, 32]}}")
+FASTTUNE_SEARCH = {
+    "asha": {"TUNE.SPACE": _FASTTUNE_SPACE, "TUNE.ASHA.GRACE_PERIOD": "2", "TUNE.ASHA.REDUCTION_FACTOR": "3"},
+    "bohb": {"TUNE.SPACE": _FASTTUNE_SPACE, "TUNE.BOHB.ETA": "3", "TUNE.MAX_CONCURRENT": "4"},
+    "pbt": {"TUNE.SPACE": _FASTTUNE_SPACE, "TUNE.PBT.PERTURBATION_INTERVAL": "2"},
+}
+
+
+def _has_space(config: str, opts: list[str]) -> bool:
+    """Whether the config (or an override) defines TUNE.SPACE; an unreadable file counts as yes,
+    so that the native command reports the file's own problem."""
+    from reidplug.core.config import load_dict
+    from reidplug.core.errors import ConfigError
+
+    if any(o.startswith("TUNE.SPACE") for o in opts):
+        return True
+    try:
+        data, _ = load_dict(config)
+    except ConfigError:
+        return True
+    tune = data.get("TUNE")
+    return isinstance(tune, dict) and bool(tune.get("SPACE"))
 
 
 # Options people bring from other Re-ID tools, and the config key that does the same here.

@@ -225,7 +225,7 @@ def test_project_configs_keep_their_recipe_over_fastreid_defaults():
     ("MODEL.META_ARCHITECTURE=MoCo", "MODEL.META_ARCHITECTURE"),
     ("MODEL.BACKBONE.NAME=build_mobilenetv2_backbone", "MODEL.BACKBONE.NAME"),
     ("MODEL.HEADS.NAME=ClasHead", "MODEL.HEADS.NAME"),
-    ("MODEL.HEADS.POOL_LAYER=avgpool", "MODEL.HEADS.POOL_LAYER"),
+    ("MODEL.HEADS.POOL_LAYER=AdaptiveAvgMaxPool", "MODEL.HEADS.POOL_LAYER"),
     ("MODEL.HEADS.CLS_LAYER=AmSoftmax", "MODEL.HEADS.CLS_LAYER"),
     ("MODEL.LOSSES.NAME=[CrossEntropyLoss, FocalLoss]", "MODEL.LOSSES.NAME"),
     ("DATASETS.TESTS=[CUHK03]", "DATASETS.TESTS"),

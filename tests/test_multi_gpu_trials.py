@@ -1,4 +1,4 @@
-"""Searches whose trials train data-parallel: 2 gloo processes per trial under the local executor."""
+"""Searches whose trials train data-parallel: 2 gloo processes per trial under the local and Ray executors."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from conftest import TINY_REID
+from optional import need
 
 from reidplug.core.config import load_config
 from reidplug.core.tuner import Tuner
@@ -17,9 +18,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.slow
-def test_a_search_whose_trial_trains_with_two_gloo_processes(tmp_path):
+@pytest.mark.parametrize("executor", ["local", "ray"])
+def test_a_search_whose_trial_trains_with_two_gloo_processes(tmp_path, executor):
+    if executor == "ray":
+        need("ray")  # the trial's actor sits in a placement group holding both processes' CPUs
     cfg = load_config(str(ROOT / "configs/quickstart.yml"), [
         *TINY_REID, "SOLVER.MAX_EPOCH=1", "SOLVER.AMP.ENABLED=true", f"OUTPUT_DIR={tmp_path}",
+        f"TUNE.EXECUTOR={executor}",
         "TUNE.NAME=ddp", "TUNE.NUM_TRIALS=1", "TUNE.MAX_CONCURRENT=1", "TUNE.STEP_EPOCHS=1",
         "TUNE.SCHEDULER=fifo", "TUNE.REPORTERS=[csv]", "TUNE.RESOURCES_PER_TRIAL.CPU=2",
         "TUNE.RESOURCES_PER_TRIAL.CPU_PROCESSES=2", "TUNE.SPACE={SOLVER.BASE_LR: {choice: [0.001]}}",

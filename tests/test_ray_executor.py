@@ -30,7 +30,10 @@ class WhereAmI(Counter):
         print(f"trial {self.context.trial_id} step {self.count + 1}", flush=True)
         metrics = super().step()
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        group = ray.util.get_current_placement_group()
+        bundle = group.bundle_specs[0] if group is not None else {}
         metrics.update(
+            group_cpus=bundle.get("CPU", 0), group_gpus=bundle.get("GPU", 0),
             pid=os.getpid(),
             in_actor=int(ray.is_initialized() and ray.get_runtime_context().get_actor_id() is not None),
             num_visible_gpus=len([d for d in (visible or "").split(",") if d.strip()]),
@@ -148,6 +151,25 @@ def test_two_trials_share_a_gpu_through_ray(ray_instance, tmp_path):
     # Ray set CUDA_VISIBLE_DEVICES of each actor to the one GPU, which two actors hold at a time.
     assert all(m["num_visible_gpus"] == 1 and m["gpu_id"] == 0 for m in seen)
     assert len({m["pid"] for m in seen}) == 2
+    # Each actor ran inside a placement group reserving its trial's whole share.
+    assert all((m["group_cpus"], m["group_gpus"]) == (1, 0.5) for m in seen), seen
+
+
+@pytest.mark.slow
+def test_each_trial_holds_a_placement_group_removed_at_the_end(ray_instance, tmp_path):
+    from ray.util import placement_group_table
+
+    before = {k for k, v in placement_group_table().items() if v["state"] != "REMOVED"}
+    cfg = make_cfg(tmp_path, TRAINABLE="test_ray_executor:WhereAmI", NUM_TRIALS=2, MAX_STEPS=2,
+                   RESOURCES_PER_TRIAL={"CPU": 1, "GPU": 1})
+    summary = Tuner(cfg).run()
+    assert summary["status"] == {"TERMINATED": 2}
+    seen = [m for tid in (1, 2) for m in metrics_of(tmp_path / "exp", tid)]
+    assert all((m["group_cpus"], m["group_gpus"], m["num_visible_gpus"]) == (1, 1, 1) for m in seen), seen
+    table = placement_group_table()
+    made = [v for k, v in table.items() if k not in before]
+    assert made and all(v["strategy"] == "STRICT_PACK" for v in made)
+    assert all(v["state"] == "REMOVED" for v in made), made
 
 
 @pytest.mark.slow

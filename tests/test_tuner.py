@@ -83,8 +83,9 @@ def test_rejected_configurations_become_failed_trials(tmp_path):
     # The data exists (a search with no usable dataset stops before it starts); the configurations do not fit.
     data = {"NAMES": ["SyntheticMarket"], "TESTS": ["SyntheticMarket"],
             "SYNTH": {"IDS": 8, "CAMS": 2, "HEIGHT": 32, "WIDTH": 16}}
-    cfg = {"OUTPUT_DIR": str(tmp_path), "DATASETS": data, "TUNE": {"NAME": "exp", "NUM_TRIALS": 3, "REPORTERS": [],
-                                                                   "SPACE": {"SOLVER.IMS_PER_BATCH": {"choice": [30, 50]}}}}
+    cfg = {"OUTPUT_DIR": str(tmp_path), "DATASETS": data, "DATALOADER": {"SAMPLER_TRAIN": "NaiveIdentitySampler"},
+           "TUNE": {"NAME": "exp", "NUM_TRIALS": 3, "REPORTERS": [],
+                    "SPACE": {"SOLVER.IMS_PER_BATCH": {"choice": [30, 50]}}}}
     summary = Tuner(cfg).run()
     assert summary["status"] == {"ERROR": 3} and summary["best_trial"] is None
     err = (tmp_path / "exp" / "trial_0001" / "error.txt").read_text()

@@ -26,6 +26,7 @@ import attrs
 import yaml
 
 from reidplug.core.errors import ConfigError
+from reidplug.core import fastreid_legacy
 from reidplug.core.fastreid_keys import check_implemented
 from reidplug.core.schema import Config, TuneCfg
 
@@ -137,6 +138,7 @@ def load_dict(path: str | Path, _stack: tuple[Path, ...] = ()) -> tuple[dict, Or
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"the top level must be a mapping, not {type(data).__name__}", file=str(path))
+    fastreid_legacy.upgrade(data)
     bases = data.pop(BASE_KEY, None)
     merged: dict = {}
     origins = Origins(default=str(path))
@@ -357,6 +359,7 @@ def check(cfg: Config, origins: Origins) -> None:
             raise ctx.error(key, f"must be positive, got {get_dotted(cfg, key)!r}")
     non_negative = [
         "SOLVER.WEIGHT_DECAY", "SOLVER.WEIGHT_DECAY_NORM", "SOLVER.WEIGHT_DECAY_BIAS", "SOLVER.WARMUP_ITERS",
+        "SOLVER.WARMUP_EPOCHS",
         "SOLVER.FREEZE_ITERS", "SOLVER.DELAY_EPOCHS", "DATALOADER.NUM_WORKERS", "TUNE.TIME_BUDGET_S",
         "TUNE.MAX_STEPS", "TUNE.MAX_FAILURES", "TUNE.CHECKPOINT_FREQ", "TUNE.KEEP_CHECKPOINTS",
         "MODEL.LOSSES.TRI.MARGIN", "TUNE.RESOURCES_PER_TRIAL.CPU", "TUNE.RESOURCES_PER_TRIAL.GPU",
@@ -416,6 +419,7 @@ def load_config(path: str | Path | dict | Config | None = None, overrides=()) ->
         data, origins = load_dict(path)
     for item in overrides:
         key, value = parse_override(item) if isinstance(item, str) else item
+        key, value = fastreid_legacy.upgrade_override(key, value)
         _check_override_key(key)
         set_dotted(data, key, value)
         _mark(origins, key, COMMAND_LINE)

@@ -3,7 +3,7 @@
 A file written for FastReID that leaves a key out therefore gets FastReID's
 model; the project's own configs say what they change. Keys FastReID does not
 have (TUNE, DATASETS.ROOT/SYNTH, DATALOADER.CACHE_IMAGES, SOLVER.TRAINER/KEEP_LAST/
-NAN_POLICY/MAX_CONSECUTIVE_NAN, SEED, DETERMINISTIC, MODEL.HEADS.GEM_P, MODEL.BACKBONE.NL_REDUCTION)
+NAN_POLICY/MAX_CONSECUTIVE_NAN/WARMUP_EPOCHS, SEED, DETERMINISTIC, MODEL.HEADS.GEM_P, MODEL.BACKBONE.NL_REDUCTION)
 are reidplug's.
 Which FastReID keys reidplug implements is listed in reidplug/core/fastreid_keys.py.
 
@@ -268,6 +268,8 @@ class SolverCfg:
     ETA_MIN_LR: float = 1e-7
     WARMUP_FACTOR: float = 0.1
     WARMUP_ITERS: int = 1000
+    # FastReID 1.x's warmup length in epochs (FastTune's search_trial.yml); > 0 replaces WARMUP_ITERS.
+    WARMUP_EPOCHS: int = 0
     WARMUP_METHOD: Literal["linear", "constant"] = "linear"
     FREEZE_ITERS: int = 0
     CHECKPOINT_PERIOD: int = 20

@@ -11,13 +11,14 @@ def validate(path, overrides=()) -> list[str]:
     from reidplug.core.experiment import Experiment
 
     cfg = load_config(path, overrides)
+    # The search's own components first: they need no PyTorch, so a misspelt searcher or a bad
+    # space is reported in a fraction of a second instead of after a model build.
+    exp = Experiment(cfg, dry_run=True)
     notes = []
-    reid = cfg.TUNE.TRAINABLE == "reid"
-    if reid:
+    if cfg.TUNE.TRAINABLE == "reid":
         from reidplug.reid.resolve import resolve_components
 
         notes.extend(resolve_components(cfg))
-    exp = Experiment(cfg, dry_run=True)
     if exp.space.domains:
         notes.append(f"search space of {plural(len(exp.space), 'parameter')}")
     notes.append(f"searcher {cfg.TUNE.SEARCHER}, scheduler {cfg.TUNE.SCHEDULER}")

@@ -59,7 +59,10 @@ def _build_on_meta(cfg) -> list[str]:
     from reidplug.core.config import with_params
     from reidplug.reid.modeling.build import build_model
 
-    # Pretrained weights are loaded at train time, where a missing file is reported.
+    from reidplug.reid.modeling.backbones.pretrained import weights_file
+
+    if cfg.MODEL.BACKBONE.PRETRAIN:
+        weights_file(cfg.MODEL.BACKBONE.PRETRAIN_PATH)  # the file must exist; it is read at train time
     dry = with_params(cfg, {"MODEL.BACKBONE.PRETRAIN": False}, source="<validate>")
     try:
         with torch.device("meta"):

@@ -87,7 +87,8 @@ class _Run:
 
 
 class RayExecutor(Executor):
-    """Each trial runs in a Ray actor holding the trial's CPUs and GPUs.
+    """Each trial runs in a Ray actor holding the trial's CPUs and GPUs, reserved whole on one node
+    by a placement group of its own (a multi-GPU trial runs DDP there).
 
     Actors outlive their trials and serve the next one, so a trial's start costs
     one actor call, not a process start. Results come back through the actor
@@ -126,6 +127,8 @@ class RayExecutor(Executor):
         self._ray = None
         self._owns_ray = False
         self._actor_cls = None
+        self._actor_options: dict = {}
+        self._groups: dict = {}  # actor -> the placement group that holds its trial's resources
         self._capacity = max_concurrent
         self._capacity_at = 0.0
         self._idle: list = []  # live actors without a trial
@@ -156,7 +159,7 @@ class RayExecutor(Executor):
         options = {"num_cpus": self.cpu, "max_restarts": 0, "max_task_retries": 0}
         if self.gpu > 0:
             options["num_gpus"] = self.gpu
-        self._actor_cls = self._ray.remote(TrialActor).options(**options)
+        self._actor_cls, self._actor_options = self._ray.remote(TrialActor), options
         self._refresh_capacity(force=True)
         if self._capacity == 0:
             self._fail_on_no_room()
@@ -191,7 +194,10 @@ class RayExecutor(Executor):
                 ray.wait(waits, num_returns=len(waits), timeout=RELEASE_GRACE_S)
             for actor in actors:
                 ray.kill(actor, no_restart=True)
+                self._remove_group(actor)
         finally:
+            for actor in list(self._groups):
+                self._remove_group(actor)
             self._idle, self._unreleased, self._runs, self._pending = [], [], {}, {}
             if self._owns_ray:
                 ray.shutdown()
@@ -254,7 +260,44 @@ class RayExecutor(Executor):
         self._pending[run.actor.handle.remote(message)] = run
 
     def _new_actor(self):
-        return self._actor_cls.remote(self._actor_setup())
+        group = self._placement_group()
+        options = dict(self._actor_options)
+        if group is not None:
+            from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+            # Ray tasks the trainable starts itself run inside the trial's reservation too.
+            options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
+                group, placement_group_bundle_index=0, placement_group_capture_child_tasks=True)
+        actor = self._actor_cls.options(**options).remote(self._actor_setup())
+        if group is not None:
+            self._groups[actor] = group
+        return actor
+
+    def _placement_group(self):
+        """A placement group of one bundle holding the whole trial: its CPUs and GPUs, on one node.
+
+        A trial with several GPUs (or TUNE.RESOURCES_PER_TRIAL.CPU_PROCESSES > 1) starts its
+        data-parallel processes itself, on the actor's node, so its resources must be reserved
+        there together: a trial never starts holding part of what it needs. None for a trial
+        that asks for nothing (Ray refuses empty bundles).
+        """
+        from ray.util.placement_group import placement_group
+
+        bundle = {"CPU": self.cpu} if self.cpu > 0 else {}
+        if self.gpu > 0:
+            bundle["GPU"] = self.gpu
+        return placement_group([bundle], strategy="STRICT_PACK") if bundle else None
+
+    def _remove_group(self, actor) -> None:
+        group = self._groups.pop(actor, None)
+        if group is None:
+            return
+        from ray.util.placement_group import remove_placement_group
+
+        try:
+            remove_placement_group(group)
+        except Exception:  # noqa: BLE001 - the cluster is already gone
+            pass
 
     def _actor_setup(self) -> dict:
         env = {k: v for k, v in os.environ.items() if k.startswith("REIDPLUG_")}
@@ -330,6 +373,7 @@ class RayExecutor(Executor):
             self._ray.kill(actor, no_restart=True)
         except Exception:  # already gone with its node
             pass
+        self._remove_group(actor)
 
     def kill_worker(self, trial_id: int) -> None:
         """Kill the actor running `trial_id` (tests and fault drills)."""

@@ -21,17 +21,19 @@ import math
 class LRSchedule:
     """The SOLVER.* schedule applied to an optimizer's parameter groups."""
 
-    def __init__(self, solver, max_epoch: int | None = None):
+    def __init__(self, solver, max_epoch: int | None = None, iters_per_epoch: int = 0):
         self.solver = solver
         self.max_epoch = max_epoch or solver.MAX_EPOCH
+        epochs = getattr(solver, "WARMUP_EPOCHS", 0)
+        self.warmup_iters = epochs * iters_per_epoch if epochs > 0 and iters_per_epoch > 0 else solver.WARMUP_ITERS
 
     def warmup(self, warmup_iter: int) -> float:
         s = self.solver
-        if warmup_iter >= s.WARMUP_ITERS:
+        if warmup_iter >= self.warmup_iters:
             return 1.0
         if s.WARMUP_METHOD == "constant":
             return s.WARMUP_FACTOR
-        alpha = warmup_iter / s.WARMUP_ITERS
+        alpha = warmup_iter / self.warmup_iters
         return s.WARMUP_FACTOR * (1 - alpha) + alpha
 
     def decay(self, epoch: int, base_lr: float) -> float:

@@ -111,7 +111,7 @@ class ReIDTraining:
         # Only now that data and model are known to be usable does anything get written.
         if self.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
-        self.schedule = LRSchedule(cfg.SOLVER)
+        self.schedule = LRSchedule(cfg.SOLVER, iters_per_epoch=self.iters_per_epoch)
         cls = registry("trainer").get(trainer_name(cfg), config_key="SOLVER.TRAINER")
         self.trainer = cls(self.model, self.optimizer, cfg, self.device)
         if self.distributed:

@@ -19,13 +19,19 @@ log = logging.getLogger(__name__)
 KEY = "MODEL.BACKBONE.PRETRAIN_PATH"
 
 
-def read_state_dict(path: str) -> dict[str, torch.Tensor]:
-    """The tensors of a weights file: a plain state dict, or one under "model" or "state_dict"."""
+def weights_file(path: str) -> Path:
+    """The local weights file MODEL.BACKBONE.PRETRAIN_PATH names; a ConfigError when there is none."""
     if not path:
         raise ConfigError("empty while MODEL.BACKBONE.PRETRAIN is true; name a local weights file", key=KEY)
     file = Path(path).expanduser()
     if not file.is_file():
-        raise ConfigError(f"no such file: {path}", key=KEY)
+        raise ConfigError(f"no such file: {path} (MODEL.BACKBONE.PRETRAIN=False starts from random weights)", key=KEY)
+    return file
+
+
+def read_state_dict(path: str) -> dict[str, torch.Tensor]:
+    """The tensors of a weights file: a plain state dict, or one under "model" or "state_dict"."""
+    file = weights_file(path)
     try:
         loaded = torch.load(file, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError) as exc:
