@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.reidplug-installed
 EXTRAS ?= dev,tensorboard,mlflow,ray,deploy
 
-.PHONY: venv quickstart test test-fast browser bench-deps api-docs clean
+.PHONY: venv quickstart test test-recipes test-fast browser bench-deps api-docs clean
 
 venv: $(STAMP)
 
@@ -25,8 +25,15 @@ quickstart: $(STAMP)
 	$(VENV)/bin/reidplug run configs/quickstart.yml --fresh
 
 # Every optional dependency is installed above, so none may be skipped for being missing.
+# One pytest worker per core; each test's PyTorch then keeps to one thread, so that two workers
+# do not fight over the same two cores.
 test: $(STAMP) browser
-	REIDPLUG_TEST_ALL=1 $(PY) -m pytest
+	OMP_NUM_THREADS=1 REIDPLUG_TEST_ALL=1 $(PY) -m pytest -n auto
+
+# Every FastReID person recipe (13 and the ViT) trains one epoch on a synthetic tree in its
+# dataset's layout: about 5 minutes on 2 cores, so CI runs it after the suite.
+test-recipes: $(STAMP)
+	OMP_NUM_THREADS=1 REIDPLUG_FASTREID_TRAIN=recipes $(PY) -m pytest -n auto tests/test_fastreid_tier.py -k trains_one_epoch
 
 # The report's browser test renders report.html in headless Chromium: Debian's package, installed only
 # when no chromium is on PATH. Without apt-get, or when it fails, this says so and goes on; `make test`

@@ -143,6 +143,9 @@ EXCLUDED: dict[str, str] = {
     "--dist-url tcp://10.0.0.1:29500": "two machines with 4 GPUs each (docs/cluster.md)",
     "reidplug train configs/market1501/sbs_R50-ibn.yml --num-gpus 4 --num-machines 2 --machine-rank 1 "
     "--dist-url tcp://10.0.0.1:29500": "two machines with 4 GPUs each (docs/cluster.md)",
+    "reidplug run --config-file search_trial.yml --num-trials 20 --srch-algo hyperopt":
+        "FastTune's own file with a ResNet-34-IBN ImageNet file; tests/test_fasttune_config.py runs it "
+        "(tests/fasttune_configs/search_trial.yml) on a DukeMTMC tree",
 }
 
 # ------------------------------------------------------------------ reading the documents

@@ -78,9 +78,11 @@ def test_fasttune_search_runs_on_a_duke_tree(tmp_path):
     root = tmp_path / "datasets"
     TREES["DukeMTMC"](root, synthetic_source())
     out = tmp_path / "out"
-    # FastTune's own command line; only sizes shrink (image size, epochs, the ImageNet file).
+    # FastTune's own command line; only sizes shrink: image size, epochs, loader workers, the depth of
+    # the same ResNet-IBN builder (18x for 34x), no ImageNet file.
     proc = run_cli("run", "--config-file", FILE, "--num-trials", "2", "--srch-algo", "hyperopt",
-                   "MODEL.BACKBONE.PRETRAIN", "False", "DATASETS.ROOT", root, "OUTPUT_DIR", out,
+                   "MODEL.BACKBONE.PRETRAIN", "False", "MODEL.BACKBONE.DEPTH", "18x", "DATASETS.ROOT", root,
+                   "OUTPUT_DIR", out,
                    "INPUT.SIZE_TRAIN", "[32,16]", "INPUT.SIZE_TEST", "[32,16]", "INPUT.PADDING.SIZE", "2",
                    "SOLVER.MAX_EPOCH", "2", "SOLVER.FREEZE_ITERS", "1", "DATALOADER.NUM_WORKERS", "2",
                    "--quiet", "--no-report", timeout=600)
