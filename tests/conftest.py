@@ -78,3 +78,17 @@ def run_cli(*args, env_extra=None, cwd=None, timeout=120):
     env.update(env_extra or {})
     return subprocess.run([sys.executable, "-m", "reidplug", *map(str, args)], capture_output=True, text=True,
                           env=env, cwd=cwd, timeout=timeout)
+
+
+def cli_in_process(capsys, *args) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of `reidplug ARGS`, run in this process."""
+    from reidplug.cli import main
+
+    capsys.readouterr()
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err

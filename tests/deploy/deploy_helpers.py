@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from conftest import TINY_REID
+from conftest import TINY_REID, cli_in_process
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = ROOT / "configs" / "synthetic" / "quick.yml"
@@ -68,15 +68,4 @@ def save_untrained(path: Path, overrides=(), num_classes: int = 4) -> Path:
     return path
 
 
-def cli(capsys, *args) -> tuple[int, str, str]:
-    """(exit code, stdout, stderr) of `reidplug ARGS`, run in this process."""
-    from reidplug.cli import main
-
-    capsys.readouterr()
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
+cli = cli_in_process  # (exit code, stdout, stderr) of `reidplug ARGS`, run in this process

@@ -14,6 +14,7 @@ import pytest
 import torch
 import yaml
 from PIL import Image
+from conftest import cli_in_process
 
 from reidplug.core.config import load_config
 from reidplug.core.errors import CheckpointError
@@ -114,17 +115,7 @@ def write_config(path: Path, data_root: Path, **backbone) -> Path:
     return path
 
 
-def run_cli(capsys, *args) -> tuple[int, str, str]:
-    from reidplug.cli import main
-
-    capsys.readouterr()
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out, out.err
+run_cli = cli_in_process
 
 
 @pytest.mark.slow

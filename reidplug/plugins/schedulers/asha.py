@@ -90,15 +90,19 @@ class ASHAScheduler(Scheduler):
         for rung in reversed(self.rungs[b]):
             if step < rung.level or trial.id in rung:
                 continue
-            cutoff = rung.quantile(1.0 - 1.0 / self.rf)
+            cutoff, of_what = self._cutoff(rung)
             rung.add(trial.id, score)
             info = {"rung": rung.level, "bracket": b, "cutoff": cutoff, "rung_size": len(rung)}
             if cutoff is not None and score < cutoff:
-                self.last_info = {"reason": f"below the rung {rung.level} cutoff", **info}
+                self.last_info = {"reason": f"below the rung {rung.level} cutoff{of_what}", **info}
                 return Decision.STOP
             self.last_info = {"reason": f"passed rung {rung.level}", **info}
             return Decision.CONTINUE
         return Decision.CONTINUE
+
+    def _cutoff(self, rung) -> tuple[float | None, str]:
+        """The score a trial arriving at `rung` must reach (None: no cut yet), and what it is taken over."""
+        return rung.quantile(1.0 - 1.0 / self.rf), ""
 
     def _promotion_rule(self, trial, b, step, score) -> Decision:
         rung = next((r for r in self.rungs[b] if r.level == step), None)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from reidplug.core.hookspecs import hookimpl
-from reidplug.core.trial import Decision
 from reidplug.plugins.schedulers.asha import ASHAScheduler
 from reidplug.plugins.schedulers.hyperband import HyperbandScheduler
 from reidplug.plugins.searchers.bohb import KDE_OPTIONS, BOHBSearcher
@@ -62,21 +61,10 @@ class BOHBAsyncScheduler(ASHAScheduler):
         self.window = int(window)
         self.searcher = kde_searcher(searcher, kde, "bohb_async")
 
-    def _stop_rule(self, trial, b, step, score):
+    def _cutoff(self, rung):
         if not self.window:
-            return super()._stop_rule(trial, b, step, score)
-        for rung in reversed(self.rungs[b]):
-            if step < rung.level or trial.id in rung:
-                continue
-            cutoff = rung.recent_quantile(1.0 - 1.0 / self.rf, self.window)
-            rung.add(trial.id, score)
-            info = {"rung": rung.level, "bracket": b, "cutoff": cutoff, "rung_size": len(rung)}
-            if cutoff is not None and score < cutoff:
-                self.last_info = {"reason": f"below the rung {rung.level} cutoff of the last {self.window}", **info}
-                return Decision.STOP
-            self.last_info = {"reason": f"passed rung {rung.level}", **info}
-            return Decision.CONTINUE
-        return Decision.CONTINUE
+            return super()._cutoff(rung)
+        return rung.recent_quantile(1.0 - 1.0 / self.rf, self.window), f" of the last {self.window}"
 
     def setup(self, experiment):
         experiment.searcher = self.searcher

@@ -47,3 +47,20 @@ class NonLocal(nn.Module):
         affinity = torch.bmm(theta, phi) / n
         y = torch.bmm(affinity, g).transpose(1, 2).reshape(b, -1, h, w)
         return x + self.W(y)
+
+
+def run_stages(net: nn.Module, x: torch.Tensor, names) -> torch.Tensor:
+    """`x` through the residual stages `names` of `net`, each followed where `net.nl_after` says
+    (block indices per stage) by the non-local blocks in `net.NL_<stage number>`."""
+    for name in names:
+        after = net.nl_after.get(name, ())
+        stage = getattr(net, name)
+        if not after:
+            x = stage(x)
+            continue
+        nl = getattr(net, f"NL_{name[-1]}")
+        for i, block in enumerate(stage):
+            x = block(x)
+            if i in after:
+                x = nl[after.index(i)](x)
+    return x

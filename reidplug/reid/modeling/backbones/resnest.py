@@ -25,7 +25,7 @@ from torch import nn
 
 from reidplug.core.errors import ConfigError
 from reidplug.reid.modeling.backbones.ibn import IBN
-from reidplug.reid.modeling.backbones.non_local import NonLocal, inner_channels
+from reidplug.reid.modeling.backbones.non_local import NonLocal, inner_channels, run_stages
 
 # DEPTH -> (blocks per stage, stem width), FastReID's table.
 DEPTHS = {
@@ -184,18 +184,7 @@ class ResNeSt(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        for i in range(1, 5):
-            name = f"layer{i}"
-            after = self.nl_after[name]
-            if not after:
-                x = getattr(self, name)(x)
-                continue
-            nl = getattr(self, f"NL_{i}")
-            for j, block in enumerate(getattr(self, name)):
-                x = block(x)
-                if j in after:
-                    x = nl[after.index(j)](x)
-        return x
+        return run_stages(self, x, ("layer1", "layer2", "layer3", "layer4"))
 
 
 def build_resnest_backbone(bcfg) -> ResNeSt:

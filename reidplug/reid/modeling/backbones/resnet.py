@@ -10,7 +10,7 @@ from torchvision.models import resnet as tv
 
 from reidplug.core.errors import ConfigError
 from reidplug.reid.modeling.backbones.ibn import IBN
-from reidplug.reid.modeling.backbones.non_local import NonLocal, inner_channels
+from reidplug.reid.modeling.backbones.non_local import NonLocal, inner_channels, run_stages
 
 # Non-local blocks after the last N blocks of (layer2, layer3): FastReID's layout for
 # 50 and 101. FastReID adds none to 18x/34x; the resnetNN names (not FastReID's) give
@@ -73,17 +73,7 @@ class ResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        for name in ("layer1", "layer2", "layer3", "layer4"):
-            after = self.nl_after.get(name, ())
-            if not after:
-                x = getattr(self, name)(x)
-                continue
-            nl = getattr(self, f"NL_{name[-1]}")
-            for i, block in enumerate(getattr(self, name)):
-                x = block(x)
-                if i in after:
-                    x = nl[after.index(i)](x)
-        return x
+        return run_stages(self, x, ("layer1", "layer2", "layer3", "layer4"))
 
 
 def set_stride(block: nn.Module, stride: int) -> None:
