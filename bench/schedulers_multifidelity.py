@@ -49,6 +49,8 @@ METHODS = {
                                                               "WINDOW": 0}},
     "BOHB (ASHA) window 9": {"SCHEDULER": "bohb_async", "BOHB_ASYNC": {"GRACE_PERIOD": 1, "REDUCTION_FACTOR": 3,
                                                                         "WINDOW": 9}},
+    "BOHB (ASHA) promotion": {"SCHEDULER": "bohb_async", "BOHB_ASYNC": {"GRACE_PERIOD": 1, "REDUCTION_FACTOR": 3,
+                                                                         "TYPE": "promotion"}},
     "BOHB (ASHA) window 27": {"SCHEDULER": "bohb_async", "BOHB_ASYNC": {"GRACE_PERIOD": 1, "REDUCTION_FACTOR": 3,
                                                                          "WINDOW": 27}},
     "Hyperband": {"SCHEDULER": "hyperband", "SEARCHER": "random", "HYPERBAND": {"MIN_BUDGET": 1, "ETA": 3}},

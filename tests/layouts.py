@@ -8,6 +8,7 @@ dataset, which is what its loader reads. Built once per session and copied.
 
 from __future__ import annotations
 
+import os
 import shutil
 from functools import lru_cache
 from pathlib import Path
@@ -36,7 +37,8 @@ def _trimmed(cache: str, ids: int = IDS, cams: int = CAMS, height: int = HEIGHT,
     full = _market_source(cache, ids, cams, height, width)
     out = full.with_name(full.name + f"-test{test_ids}")
     if not out.exists():
-        tmp = out.with_name(out.name + ".tmp")
+        # pytest workers share the cache: each builds its own copy and the first rename wins.
+        tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(full / "bounding_box_train", tmp / "bounding_box_train")
         names = sorted(p.name for split in ("query", "bounding_box_test") for p in (full / split).glob("*.jpg"))
@@ -49,15 +51,16 @@ def _trimmed(cache: str, ids: int = IDS, cams: int = CAMS, height: int = HEIGHT,
                 if pid in keep or (pid <= 0 and others < test_ids):
                     others += pid <= 0
                     shutil.copy(src, tmp / split / src.name)
-        tmp.rename(out)
+        try:
+            tmp.rename(out)
+        except OSError:  # another worker's copy is in place
+            shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
 def synthetic_source(*, ids: int = IDS, cams: int = CAMS, height: int = HEIGHT, width: int = WIDTH,
                      test_ids: int = TEST_IDS) -> Path:
     """A Market-layout synthetic set (generated once per session) for the tree builders' `source`."""
-    import os
-
     return _trimmed(os.environ["REIDPLUG_TEST_CACHE"], ids, cams, height, width, test_ids)
 
 
