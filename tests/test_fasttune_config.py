@@ -73,6 +73,18 @@ def test_fasttune_command_line_brings_fasttunes_search():
     assert not any(a.startswith("TUNE.SPACE") for a in own)
 
 
+def test_a_search_without_the_imagenet_file_stops_before_it_starts(tmp_path):
+    root = tmp_path / "datasets"
+    TREES["DukeMTMC"](root, synthetic_source())
+    out = tmp_path / "out"
+    proc = run_cli("run", "--config-file", FILE, "--num-trials", "20", "--srch-algo", "hyperopt",
+                   "DATASETS.ROOT", root, "OUTPUT_DIR", out)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert proc.returncode == 2 and len(errors) == 1, proc.stderr
+    assert errors[0].startswith(f"error: {FILE}: MODEL.BACKBONE.PRETRAIN_PATH: no such file: /export/home/lxy")
+    assert not out.exists(), "a refused search wrote its folder"
+
+
 @pytest.mark.slow
 def test_fasttune_search_runs_on_a_duke_tree(tmp_path):
     root = tmp_path / "datasets"

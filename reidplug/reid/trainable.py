@@ -35,11 +35,21 @@ class ReIDTrainable(Trainable):
     @classmethod
     def prepare(cls, config):
         """Read (and for the synthetic set, generate) every dataset the search trains and tests on."""
+        from reidplug.core.errors import ConfigError
         from reidplug.reid.data.build import build_dataset
+        from reidplug.reid.modeling.backbones.pretrained import weights_file
+        from reidplug.reid.modeling.choices import with_file
 
         for key, names in (("DATASETS.NAMES", config.DATASETS.NAMES), ("DATASETS.TESTS", config.DATASETS.TESTS)):
             for name in dict.fromkeys(names):
                 build_dataset(config, name, config_key=key)
+        searched = {k for k in config.TUNE.SPACE if k.startswith("MODEL.BACKBONE.PRETRAIN")}
+        if config.MODEL.BACKBONE.PRETRAIN and not searched:
+            # Every trial would fail on it: say so once, before the experiment writes anything.
+            try:
+                weights_file(config.MODEL.BACKBONE.PRETRAIN_PATH)
+            except ConfigError as exc:
+                raise with_file(exc, config) from None
 
     def setup(self, params, context):
         super().setup(params, context)
