@@ -31,19 +31,14 @@ VALUES = {
 }
 
 
-def upgrade(data: dict) -> tuple[dict, dict[str, str]]:
-    """`data` (one file's mapping) with old keys and values in HEAD form, and {new key: old key}.
-
-    The mapping is changed in place; a key that is not old is left alone.
-    """
-    renamed: dict[str, str] = {}
+def upgrade(data: dict) -> None:
+    """Rewrite old keys and values of `data` (one file's mapping) in place into HEAD form."""
     inp = data.get("INPUT")
     if isinstance(inp, dict) and isinstance(inp.get("PADDING"), int) and not isinstance(inp["PADDING"], bool):
         # FastReID 1.x: INPUT.PADDING was the pad size; at HEAD it is a section.
         inp["PADDING"] = {"SIZE": inp["PADDING"]}
-        renamed["INPUT.PADDING.SIZE"] = "INPUT.PADDING"
     for old, new in RENAMED.items():
-        _move(data, old, new, renamed)
+        _move(data, old, new)
     loader = data.get("DATALOADER")
     if isinstance(loader, dict) and ("PK_SAMPLER" in loader or "NAIVE_WAY" in loader):
         # 1.x chose the sampler with two switches (defaults: identity sampling, balanced);
@@ -51,13 +46,11 @@ def upgrade(data: dict) -> tuple[dict, dict[str, str]]:
         pk, naive = loader.pop("PK_SAMPLER", True), loader.pop("NAIVE_WAY", False)
         name = ("NaiveIdentitySampler" if naive else "BalancedIdentitySampler") if pk else "TrainingSampler"
         loader.setdefault("SAMPLER_TRAIN", name)
-        renamed["DATALOADER.SAMPLER_TRAIN"] = "DATALOADER.PK_SAMPLER"
     for key, table in VALUES.items():
         section = _section(data, key.split(".")[:-1])
         leaf = key.rsplit(".", 1)[1]
         if section is not None and isinstance(section.get(leaf), str) and section[leaf] in table:
             section[leaf] = table[section[leaf]]
-    return data, renamed
 
 
 def _section(data: dict, parts: list[str]) -> dict | None:
@@ -67,7 +60,7 @@ def _section(data: dict, parts: list[str]) -> dict | None:
     return node if isinstance(node, dict) else None
 
 
-def _move(data: dict, old: str, new: str, renamed: dict) -> None:
+def _move(data: dict, old: str, new: str) -> None:
     *parents, leaf = old.split(".")
     section = _section(data, parents)
     if section is None or leaf not in section:
@@ -80,7 +73,6 @@ def _move(data: dict, old: str, new: str, renamed: dict) -> None:
             node[part] = {}
         node = node[part]
     node.setdefault(new_leaf, value)
-    renamed[new] = old
 
 
 def upgrade_override(key: str, value: Any) -> tuple[str, Any]:

@@ -194,7 +194,6 @@ class RayExecutor(Executor):
                 ray.wait(waits, num_returns=len(waits), timeout=RELEASE_GRACE_S)
             for actor in actors:
                 ray.kill(actor, no_restart=True)
-                self._remove_group(actor)
         finally:
             for actor in list(self._groups):
                 self._remove_group(actor)
