@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import pickle
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,7 +15,10 @@ from reidplug.core.errors import ConfigError
 from reidplug.core.experiment import Experiment
 from reidplug.core.searcher import Searcher
 from reidplug.core.space import SearchSpace
+from reidplug.core.trial import TrialStatus
 from reidplug.plugins.schedulers.bohb import BOHBScheduler
+from reidplug.plugins.schedulers.bohb_async import BOHBAsyncScheduler
+from reidplug.plugins.searchers.random import RandomSearcher
 from reidplug.plugins.searchers.bohb import KDE, BOHBSearcher
 
 SPACE = SearchSpace.parse({
@@ -225,7 +229,7 @@ def test_bohb_async_window_compares_newcomers_with_recent_arrivals(tmp_path):
     cfg = {"OUTPUT_DIR": str(tmp_path), "TUNE": {
         "NAME": "exp", "TRAINABLE": "noop", "NUM_TRIALS": 40, "MAX_STEPS": 9, "REPORTERS": [], "SEED": 2,
         "CHECKPOINT_FREQ": 0, "SCHEDULER": "bohb_async",
-        "BOHB_ASYNC": {"REDUCTION_FACTOR": 3, "WINDOW": 3}, "SPACE": {"x": {"uniform": [0.0, 1.0]}}}}
+        "BOHB_ASYNC": {"REDUCTION_FACTOR": 3, "TYPE": "stop", "WINDOW": 3}, "SPACE": {"x": {"uniform": [0.0, 1.0]}}}}
     exp = Experiment(cfg)
     sched = exp.scheduler
     rung = sched.rungs[0][0]
@@ -242,3 +246,105 @@ def test_bohb_async_window_compares_newcomers_with_recent_arrivals(tmp_path):
     exp.close()
     with pytest.raises(ConfigError, match="WINDOW"):
         Experiment({**cfg, "TUNE": {**cfg["TUNE"], "NAME": "b", "BOHB_ASYNC": {"WINDOW": -1}}})
+
+
+class _Trials:
+    """The part of an Experiment that ASHA's promotions read: trials by id, and whether more may start."""
+
+    def __init__(self):
+        self.trials, self.more = {}, True
+
+    def can_create(self):
+        return self.more
+
+
+def _arrive(sched, exp, scores, status=TrialStatus.PAUSED):
+    rung = sched.rungs[0][0]
+    for score in scores:
+        tid = len(exp.trials)
+        exp.trials[tid] = SimpleNamespace(id=tid, status=status)
+        rung.add(tid, score, waiting=True)
+    return rung
+
+
+def _promoted(sched):
+    found = sched._find_promotion()
+    if found is None:
+        return None
+    found[1].promote(found[0].id)
+    exp = sched.experiment
+    exp.trials[found[0].id].status = TrialStatus.RUNNING
+    return found[0].id
+
+
+def test_bohb_async_promotes_from_a_full_cohort_of_recent_arrivals():
+    def scheduler(**options):
+        sched = BOHBAsyncScheduler(RandomSearcher(SPACE, seed=0), max_steps=9, reduction_factor=3, **options)
+        sched.experiment = _Trials()
+        return sched
+
+    # 9 steps, eta 3: rungs at 1 and 3 steps; synchronous BOHB's stage sizes are 9 and 3.
+    sched = scheduler()
+    assert sched.type == "promotion" and [sched._cohort(0, k) for k in (0, 1)] == [9, 3]
+    _arrive(sched, sched.experiment, [0.9, 0.8, 0.7, 0.1, 0.1, 0.1, 0.1, 0.1])
+    asha = scheduler(cohorts=False)
+    _arrive(asha, asha.experiment, [0.9, 0.8, 0.7, 0.1, 0.1, 0.1, 0.1, 0.1])
+    assert _promoted(asha) == 0  # ASHA: the best of the first arrivals goes on at once
+    assert _promoted(sched) is None  # 8 of 9 arrived: the cohort is not full
+    _arrive(sched, sched.experiment, [0.1])
+    assert _promoted(sched) == 0
+    # Nine more arrivals; the four best are busy elsewhere (not promotable now).
+    _arrive(sched, sched.experiment, [0.95] * 4, status=TrialStatus.RUNNING)
+    _arrive(sched, sched.experiment, [0.2] * 5)
+    _arrive(asha, asha.experiment, [0.1, *[0.95] * 4], status=TrialStatus.RUNNING)
+    _arrive(asha, asha.experiment, [0.2] * 5)
+    # Trial 1 (0.8) is in the top third of the whole rung (rank 5 of 18), not of the last 9 arrivals.
+    assert sched.rungs[0][0].rank(1) == 5 and sched._promotion_floor(0, 0) == pytest.approx(0.95)
+    assert _promoted(asha) == 1
+    assert _promoted(sched) is None
+    # A search that may start no more trials cannot fill a cohort: ASHA's rule over what the rung holds.
+    late = scheduler()
+    _arrive(late, late.experiment, [0.9, 0.8, 0.1, 0.1])
+    assert _promoted(late) is None
+    late.experiment.more = False
+    assert _promoted(late) == 0
+
+
+def test_bohb_async_brackets_get_hyperbands_shares():
+    sched = BOHBAsyncScheduler(RandomSearcher(SPACE, seed=0), max_steps=81, reduction_factor=3, brackets=5)
+    got = [sched._bracket(tid) for tid in range(128)]
+    # One Hyperband iteration of eta 3 over 1..81 steps: 81, 27, 9, 6 and 5 new configurations.
+    assert [got.count(b) for b in range(5)] == [81, 27, 9, 6, 5]
+    again = BOHBAsyncScheduler(RandomSearcher(SPACE, seed=0), max_steps=81, reduction_factor=3, brackets=5)
+    again.load_state_dict(pickle.loads(pickle.dumps(sched.state_dict())))
+    more = [again._bracket(tid) for tid in range(128, 256)]
+    assert [more.count(b) for b in range(5)] == [81, 27, 9, 6, 5]
+
+
+def test_bohb_async_ends_the_trials_that_leave_their_cohort_unpromoted(tmp_path):
+    def run(name, cohorts):
+        cfg = {"OUTPUT_DIR": str(tmp_path), "TUNE": {
+            "NAME": name, "TRAINABLE": "noop", "NUM_TRIALS": 60, "MAX_STEPS": 9, "REPORTERS": [], "SEED": 2,
+            "CHECKPOINT_FREQ": 0, "SCHEDULER": "bohb_async",
+            "BOHB_ASYNC": {"REDUCTION_FACTOR": 3, "COHORTS": cohorts}, "SPACE": {"x": {"uniform": [0.0, 1.0]}}}}
+        exp = Experiment(cfg)
+        paused = []
+        tell = exp.tell
+
+        def counting(*args, **kwargs):
+            decision = tell(*args, **kwargs)
+            paused.append(sum(t.status == TrialStatus.PAUSED for t in exp.trials.values()))
+            return decision
+
+        exp.tell = counting
+        drive(exp, Curve, concurrency=1)
+        ended = sum(t.status == TrialStatus.TERMINATED and t.step in (1, 3) for t in exp.trials.values())
+        exp.close()
+        return max(paused), ended
+
+    most, ended = run("cohorts", True)
+    # Paused trials wait only while they are among the latest cohort of their rung: 9 at
+    # the first rung and 3 at the second, at most.
+    assert most <= 9 + 3 and ended > 30
+    asha_most, _ = run("asha", False)
+    assert asha_most > 20  # ASHA keeps every unpromoted trial paused until the search ends

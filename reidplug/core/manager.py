@@ -35,6 +35,7 @@ DEFAULT_PLUGINS = (
     "reidplug.plugins.schedulers.asha",
     "reidplug.plugins.schedulers.hyperband",
     "reidplug.plugins.schedulers.bohb",
+    "reidplug.plugins.schedulers.bohb_async",
     "reidplug.plugins.schedulers.pbt",
     "reidplug.plugins.schedulers.pb2",
     "reidplug.plugins.executors.local",

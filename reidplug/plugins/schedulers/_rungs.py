@@ -9,6 +9,7 @@ import inspect
 import math
 
 from reidplug.core.errors import ConfigError
+from reidplug.core.trial import TrialStatus
 
 
 def rung_levels(grace: int, rf: int, max_t: int, offset: int = 0) -> list[int]:
@@ -58,6 +59,11 @@ class Rung:
         self._log_scores.append(score)
         self._log_waiting.append(int(waiting))
 
+    def arrival(self, back: int) -> int | None:
+        """The trial that arrived `back` arrivals before the latest (0: the latest), None if none did."""
+        i = len(self._log_ids) - 1 - back
+        return self._log_ids[i] if i >= 0 else None
+
     def rank(self, trial_id: int) -> int:
         """0 for the best trial of the rung."""
         return bisect.bisect_left(self._ranked, (-self.scores[trial_id], trial_id))
@@ -85,8 +91,10 @@ class Rung:
         a, b = -self._ranked[n - 1 - lo][0], -self._ranked[n - 1 - hi][0]
         return a + (b - a) * (pos - lo)
 
-    def promotable(self, rf: int, usable) -> int | None:
+    def promotable(self, rf: int, usable, floor: float | None = None) -> int | None:
         """The best waiting trial within the top `len // rf` for which `usable(tid)` holds, else None.
+
+        With a `floor`, only trials scoring at least that much qualify.
 
         `usable` returns True (take it), False (skip it for now) or None (drop it for good).
         The trial found stays waiting until `promote` is called for it.
@@ -100,7 +108,7 @@ class Rung:
             if tid in self.promoted:
                 heapq.heappop(self._waiting)
                 continue
-            if bisect.bisect_left(self._ranked, key) >= top:
+            if bisect.bisect_left(self._ranked, key) >= top or (floor is not None and -key[0] < floor):
                 break
             verdict = usable(tid)
             if verdict:
@@ -170,3 +178,15 @@ def searcher_budgets(searcher, budgets) -> None:
     setter = getattr(searcher, "set_budgets", None)
     if setter is not None:
         setter(sorted(set(int(b) for b in budgets)))
+
+
+def end_paused(experiment, to_end: set) -> None:
+    """End the trials of `to_end` that are paused (reason "not promoted"); forget those already done."""
+    trials = experiment.trials
+    for tid in sorted(to_end):
+        t = trials.get(tid)
+        if t is None or t.status.done:
+            to_end.discard(tid)
+        elif t.status == TrialStatus.PAUSED:
+            to_end.discard(tid)
+            experiment.terminate(t, reason="not promoted")

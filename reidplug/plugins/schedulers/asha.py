@@ -62,9 +62,13 @@ class ASHAScheduler(Scheduler):
             self.bracket_of.extend([-1] * (trial_id + 1 - len(self.bracket_of)))
         b = self.bracket_of[trial_id]
         if b < 0:
-            b = self.bracket_of[trial_id] = self._assigned % len(self.levels)
+            b = self.bracket_of[trial_id] = self._assign()
             self._assigned += 1
         return b
+
+    def _assign(self) -> int:
+        """The bracket of the next new trial: round robin, as asynchronous Hyperband."""
+        return self._assigned % len(self.levels)
 
     def new_trial(self, **kwargs):
         trial = super().new_trial(**kwargs)
@@ -149,11 +153,19 @@ class ASHAScheduler(Scheduler):
             return t is current or t.status == TrialStatus.PAUSED
 
         for k in range(max(len(levels) for levels in self.levels) - 1, -1, -1):
-            for rungs in self.rungs:
-                if k < len(rungs):
-                    tid = rungs[k].promotable(self.rf, usable)
+            for b, rungs in enumerate(self.rungs):
+                if k < len(rungs) and len(rungs[k]) >= self._min_rung(b, k):
+                    tid = rungs[k].promotable(self.rf, usable, self._promotion_floor(b, k))
                     if tid is not None:
                         return trials[tid], rungs[k]
+        return None
+
+    def _min_rung(self, bracket: int, k: int) -> int:
+        """How many trials rung k of a bracket holds before it promotes any (ASHA: no minimum)."""
+        return 0
+
+    def _promotion_floor(self, bracket: int, k: int) -> float | None:
+        """The score a paused trial of rung k needs, besides its rank, to be promoted (ASHA: none)."""
         return None
 
     def _drain(self) -> Trial | None:

@@ -10,7 +10,7 @@ from reidplug.core.hookspecs import hookimpl
 from reidplug.core.plural import plural
 from reidplug.core.scheduler import Scheduler
 from reidplug.core.trial import Decision, Trial, TrialStatus
-from reidplug.plugins.schedulers._rungs import check_pausable, searcher_budgets
+from reidplug.plugins.schedulers._rungs import check_pausable, end_paused, searcher_budgets
 
 
 def num_brackets(min_budget: float, max_budget: float, eta: float) -> int:
@@ -196,14 +196,7 @@ class HyperbandScheduler(Scheduler):
     # ------------------------------------------------------------------ what to launch
 
     def _end_paused(self) -> None:
-        trials = self.experiment.trials
-        for tid in list(self.to_end):
-            t = trials.get(tid)
-            if t is None or t.status.done:
-                self.to_end.discard(tid)
-            elif t.status == TrialStatus.PAUSED:
-                self.to_end.discard(tid)
-                self.experiment.terminate(t, reason="not promoted")
+        end_paused(self.experiment, self.to_end)
 
     def next_trial(self):
         self._end_paused()
