@@ -108,3 +108,25 @@ def test_options_are_checked(tmp_path):
         Experiment({"OUTPUT_DIR": str(tmp_path), "TUNE": tune(name="b", pb2={"KAPPA": -1.0})})
     with pytest.raises(ConfigError, match="unknown option"):
         Experiment({"OUTPUT_DIR": str(tmp_path), "TUNE": tune(name="c", pb2={"EXPLORE": "unit"})})
+
+
+def test_the_likelihood_grid_is_rerun_only_once_the_data_grew_by_a_tenth(tmp_path, monkeypatch):
+    from reidplug.plugins.schedulers import pb2
+
+    fits = []
+    grid = pb2.TimeVaryingGP._fit
+    monkeypatch.setattr(pb2.TimeVaryingGP, "_fit", lambda self: fits.append(len(self.y)) or grid(self))
+    exp = Experiment({"OUTPUT_DIR": str(tmp_path), "TUNE": tune()})
+    sched = exp.scheduler
+    _seeded(exp, np.random.default_rng(0), n=60)
+    sched._select(6, 0.5)
+    assert fits == [60] and sched.theta is not None
+    sched.logged += 5  # fewer new observations than a tenth of 60: the hyperparameters are kept
+    sched._select(6, 0.5)
+    assert fits == [60]
+    sched.logged += 1
+    sched._select(6, 0.5)
+    assert fits == [60, 60]
+    state = loads(dumps(sched.state_dict()))
+    assert state["theta"] == pytest.approx(sched.theta) and state["theta_at"] == sched.logged
+    exp.close()

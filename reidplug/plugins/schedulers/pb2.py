@@ -128,6 +128,9 @@ class PB2Scheduler(PBTScheduler):
         self.observations: list[list[float]] = []  # [step, score, *unit params, rate]
         self.batch: list[tuple[int, list[float]]] = []  # (step, unit params) chosen at the latest step
         self.explores = {"gp": 0, "perturbation": 0}
+        self.logged = 0  # observations ever logged (the window keeps the latest)
+        self.theta: tuple | None = None  # the GP's hyperparameters, and `logged` when they were chosen
+        self.theta_at = 0
 
     def setup(self, experiment):
         super().setup(experiment)
@@ -157,6 +160,7 @@ class PB2Scheduler(PBTScheduler):
         if prev is not None and step > prev[0] and prev[2] == u:
             rate = (score - prev[1]) / ((step - prev[0]) / self.interval)
             self.observations.append([float(prev[0]), float(prev[1]), *prev[2], float(rate)])
+            self.logged += 1
             if len(self.observations) > self.window:
                 del self.observations[0]
         self.anchors[trial.id] = (step, score, u)
@@ -196,7 +200,15 @@ class PB2Scheduler(PBTScheduler):
         r_of = lambda r: (np.asarray(r, dtype=float) - lo) / (hi - lo + 1e-8)  # noqa: E731
         X = np.column_stack([t_of(ts), r_of(rs), U])
         yz = np.clip((y - y.mean()) / (y.std() + 1e-8), -2.0, 2.0)
-        gp = TimeVaryingGP(X, yz)
+        # The marginal-likelihood grid is most of an explore's cost (24 eigendecompositions); it
+        # is rerun once the data has grown by a tenth since the last choice, in between the GP
+        # keeps its hyperparameters and is refitted to the new data: a member's explore then
+        # costs a Cholesky factorisation, not the grid.
+        if self.theta is None or self.logged - self.theta_at >= max(1, len(X) // 10):
+            gp = TimeVaryingGP(X, yz)
+            self.theta, self.theta_at = gp.theta, self.logged
+        else:
+            gp = TimeVaryingGP(X, yz, theta=self.theta)
         fixed = np.array([float(t_of(step)), float(r_of(score))])
         self.batch = [(s, b) for s, b in self.batch if s >= step]
         if self.batch:
@@ -238,6 +250,7 @@ class PB2Scheduler(PBTScheduler):
             "observations": [list(o) for o in self.observations],
             "batch": [(s, list(b)) for s, b in self.batch],
             "explores": dict(self.explores),
+            "logged": self.logged, "theta": self.theta, "theta_at": self.theta_at,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -246,6 +259,10 @@ class PB2Scheduler(PBTScheduler):
         self.observations = [list(o) for o in state["observations"]]
         self.batch = [(int(s), list(b)) for s, b in state["batch"]]
         self.explores = dict(state["explores"])
+        self.logged = int(state.get("logged", len(self.observations)))
+        theta = state.get("theta")
+        self.theta = tuple(float(v) for v in theta) if theta is not None else None
+        self.theta_at = int(state.get("theta_at", 0))
 
 
 @hookimpl
