@@ -28,6 +28,7 @@ docs/img/schedulers_multifidelity.png.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import multiprocessing as mp
@@ -45,14 +46,13 @@ T = 81  # max budget in steps
 METHODS = {
     "BOHB": {"SCHEDULER": "bohb", "BOHB": {"MIN_BUDGET": 1, "ETA": 3}},
     "BOHB (hpbandster)": {"SCHEDULER": "bohb", "BOHB": {"MIN_BUDGET": 1, "ETA": 3, "MODEL": "hpbandster"}},
-    "BOHB (ASHA)": {"SCHEDULER": "bohb_async", "BOHB_ASYNC": {"GRACE_PERIOD": 1, "REDUCTION_FACTOR": 3,
-                                                              "WINDOW": 0}},
-    "BOHB (ASHA) window 9": {"SCHEDULER": "bohb_async", "BOHB_ASYNC": {"GRACE_PERIOD": 1, "REDUCTION_FACTOR": 3,
-                                                                        "WINDOW": 9}},
+    "BOHB (ASHA)": {"SCHEDULER": "bohb_async", "BOHB_ASYNC": {"GRACE_PERIOD": 1, "REDUCTION_FACTOR": 3}},
     "BOHB (ASHA) promotion": {"SCHEDULER": "bohb_async", "BOHB_ASYNC": {"GRACE_PERIOD": 1, "REDUCTION_FACTOR": 3,
-                                                                         "TYPE": "promotion"}},
-    "BOHB (ASHA) window 27": {"SCHEDULER": "bohb_async", "BOHB_ASYNC": {"GRACE_PERIOD": 1, "REDUCTION_FACTOR": 3,
-                                                                         "WINDOW": 27}},
+                                                                         "COHORTS": False}},
+    "BOHB (ASHA) window 9": {"SCHEDULER": "bohb_async", "BOHB_ASYNC": {"GRACE_PERIOD": 1, "REDUCTION_FACTOR": 3,
+                                                                        "TYPE": "stop", "WINDOW": 9}},
+    "BOHB (ASHA) stop": {"SCHEDULER": "bohb_async", "BOHB_ASYNC": {"GRACE_PERIOD": 1, "REDUCTION_FACTOR": 3,
+                                                                    "TYPE": "stop", "WINDOW": 0}},
     "Hyperband": {"SCHEDULER": "hyperband", "SEARCHER": "random", "HYPERBAND": {"MIN_BUDGET": 1, "ETA": 3}},
     "ASHA": {"SCHEDULER": "asha", "SEARCHER": "random", "ASHA": {"GRACE_PERIOD": 1, "REDUCTION_FACTOR": 3}},
     "Random": {"SCHEDULER": "fifo", "SEARCHER": "random"},
@@ -161,8 +161,10 @@ class LearningCurves:
 
     acc(t) = a(p) - (a(p) - 0.1) * (1 + t)**(-c(p)) + N(0, 0.005**2). The plateau a(p) is
     best (0.95) at lr = 10**-2.5, weight decay 10**-4, batch 64, dropout 0.2; the speed c(p)
-    grows with the learning rate and the batch, so fast learners lead early and fall behind.
-    The regret is 0.95 - a(p).
+    grows with the learning rate and the batch, so fast learners lead early. The regret is
+    the noise-free accuracy at the maximum budget T below the best one (a grid optimum):
+    what a search observes at its largest budget, unlike the plateau, which no curve
+    reaches within T steps (fast learners still lead there).
     """
 
     name = "learning_curves"
@@ -187,8 +189,19 @@ class LearningCurves:
         acc = a - (a - 0.1) * (1 + t) ** (-self.speed(params))
         return acc + float(rng.normal(0.0, 0.005)), {"t": t}
 
+    def final(self, p) -> float:
+        a, c = self.plateau(p), self.speed(p)
+        return a - (a - 0.1) * (1 + T) ** (-c)
+
+    @functools.cached_property
+    def best_final(self) -> float:
+        # Weight decay and dropout move only the plateau (best at 1e-4 and 0.2); lr and batch both.
+        grid = [{"lr": 10 ** e, "wd": 1e-4, "batch": b, "dropout": 0.2}
+                for e in np.linspace(-5, 0, 5001) for b in self.space["batch"]["choice"]]
+        return max(self.final(p) for p in grid)
+
     def regret(self, params):
-        return 0.95 - self.plateau(params)
+        return self.best_final - self.final(params)
 
 
 PROBLEMS = {"counting_ones": CountingOnes(), "hartmann6": Hartmann(), "mixed": Mixed(),
@@ -208,17 +221,25 @@ def _save(exp, trial, step, state) -> str:
     return path
 
 
-def drive(exp, problem, seed: int, max_steps_total: int, concurrency: int = 1, on_result=None) -> int:
+def drive(exp, problem, seed: int, max_steps_total: int, concurrency: int = 1, on_result=None,
+          clock: dict | None = None) -> int:
     """Run trials in this process until `max_steps_total` steps are spent; returns the steps spent.
 
     Trial state lives in checkpoint folders, so resumes and PBT exploits restore exactly what
-    was saved. `on_result(trial, step, score, spent)` is called after every result.
+    was saved. `on_result(trial, step, score, spent)` is called after every result. Every
+    running trial takes one step per round, as `concurrency` workers whose steps all take
+    the same time; `clock["rounds"]` counts the rounds (simulated wall time).
     """
     from reidplug.core.trial import Decision, TrialStatus
 
+    # ask() hands out at most TUNE.MAX_CONCURRENT running trials: `concurrency` workers need as many.
+    exp.cfg.TUNE.MAX_CONCURRENT = max(exp.cfg.TUNE.MAX_CONCURRENT, concurrency)
     running: dict[int, list] = {}
     spent = 0
+    clock = clock if clock is not None else {}
+    clock["rounds"] = 0
     while spent < max_steps_total:
+        clock["rounds"] += 1
         while len(running) < concurrency:
             trial = exp.ask()
             if trial is None:
@@ -259,31 +280,36 @@ def scratch_dir() -> str:
 
 
 def run_one(args) -> dict:
-    method, problem_name, seed, units = args
+    method, problem_name, seed, units, concurrency = args
     from reidplug.core.experiment import Experiment
 
     problem = PROBLEMS[problem_name]
     if method.startswith("Optuna"):
+        if concurrency != 1:
+            raise SystemExit("Optuna's reference runs are one trial at a time (--concurrency 1)")
         return run_optuna(method, problem, seed, units)
     out = scratch_dir()
     tune = {"NAME": "run", "TRAINABLE": "noop", "NUM_TRIALS": 100000, "MAX_STEPS": T, "SEED": seed,
             "REPORTERS": [], "CHECKPOINT_FREQ": 0, "SPACE": problem.space, **METHODS[method]}
     exp = Experiment({"OUTPUT_DIR": out, "TUNE": tune})
     curve: list[tuple[float, float]] = []
+    wall: list[tuple[float, float]] = []  # (rounds / T, regret): time in maximum-budget trial lengths
     inc = {"step": 0, "score": -math.inf, "regret": math.inf}
+    clock: dict = {}
 
     def on_result(trial, step, score, spent):
         if step > inc["step"] or (step == inc["step"] and score > inc["score"]):
             inc.update(step=step, score=score, regret=problem.regret(trial.params))
         curve.append((spent / T, inc["regret"]))
+        wall.append((clock["rounds"] / T, inc["regret"]))
 
     t0 = time.perf_counter()
     try:
-        drive(exp, problem, seed, units * T, on_result=on_result)
+        drive(exp, problem, seed, units * T, concurrency=concurrency, on_result=on_result, clock=clock)
     finally:
         exp.close()
         shutil.rmtree(out, ignore_errors=True)
-    return {"method": method, "problem": problem_name, "seed": seed, "curve": curve,
+    return {"method": method, "problem": problem_name, "seed": seed, "curve": curve, "wall": wall,
             "seconds": time.perf_counter() - t0, "trials": len(exp.trials)}
 
 
@@ -353,7 +379,9 @@ def main(argv=None) -> None:
     parser.add_argument("--quick", action="store_true", help="3 seeds, 8 max budgets")
     parser.add_argument("--seeds", type=int, default=None)
     parser.add_argument("--budget", type=float, default=None, help="max budgets per run")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="processes running the seeds")
+    parser.add_argument("--concurrency", type=int, default=1,
+                        help="trials at a time within a run (simulated workers; adds time-to-regret figures)")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--problems", default=None, help="comma-separated (default: all)")
     parser.add_argument("--plot", default=str(Path(__file__).resolve().parents[1] / "docs" / "img" /
@@ -376,9 +404,10 @@ def main(argv=None) -> None:
     for p in list(PROBLEMS):
         if p not in problems:
             del PROBLEMS[p]
-    tasks = [(m, p, s, units) for p in PROBLEMS for m in methods for s in range(seeds)]
+    tasks = [(m, p, s, units, args.concurrency) for p in PROBLEMS for m in methods for s in range(seeds)]
     print(f"{len(methods)} methods x {len(PROBLEMS)} problems x {seeds} seeds, {units:g} max budgets "
-          f"({units * T:g} steps) per run, {args.workers} processes", flush=True)
+          f"({units * T:g} steps) per run, {args.concurrency} trial(s) at a time, {args.workers} processes",
+          flush=True)
     t0 = time.perf_counter()
     ctx = mp.get_context("spawn")
     with ctx.Pool(args.workers) as pool:
@@ -403,6 +432,8 @@ def main(argv=None) -> None:
             curves = np.array([regret_at(r["curve"], grid) for r in rs])
             summary[(p, m)] = np.nanpercentile(curves, [25, 50, 75], axis=0)
         print()
+        if args.concurrency > 1:
+            wall_report(runs, p, methods, args.concurrency)
     for p in PROBLEMS:
         if ("BOHB" in methods) and ("Hyperband" in methods):
             b, h = summary[(p, "BOHB")][1][-1], summary[(p, "Hyperband")][1][-1]
@@ -411,6 +442,23 @@ def main(argv=None) -> None:
     if args.plot:
         plot(summary, methods, grid, args.plot, seeds, units)
         print(f"plot: {args.plot}")
+
+
+def wall_report(runs, problem, methods, concurrency) -> None:
+    """Median simulated wall time (in maximum-budget trial lengths) to reach each regret level."""
+    levels = [2.0, 1.0, 0.7, 0.5]
+    print(f"{problem}: {concurrency} workers, median wall time to reach a regret [runs that reached it]")
+    print(f"  {'method':24s}" + "".join(f"{'<= ' + format(v, 'g'):>16s}" for v in levels) + f"{'end':>8s}")
+    for m in methods:
+        rs = [r for r in runs if r["problem"] == problem and r["method"] == m]
+        cells = []
+        for v in levels:
+            times = [next((w for w, reg in r["wall"] if reg <= v), math.inf) for r in rs]
+            reached = sum(math.isfinite(t) for t in times)
+            cells.append(f"{np.median(times):.1f} [{reached}/{len(rs)}]")
+        end = np.median([r["wall"][-1][0] for r in rs])
+        print(f"  {m:24s}" + "".join(f"{c:>16s}" for c in cells) + f"{end:8.1f}")
+    print()
 
 
 def plot(summary, methods, grid, path, seeds, units):
