@@ -113,6 +113,7 @@ class ASHAScheduler(Scheduler):
         if rung is None or trial.id in rung:
             return Decision.CONTINUE
         rung.add(trial.id, score, waiting=True)
+        self._arrived(b, self.rungs[b].index(rung))
         info = {"rung": rung.level, "bracket": b, "rank": rung.rank(trial.id), "rung_size": len(rung)}
         # The freed slot would go to the best promotable trial; if that is this one, skip the round trip.
         found = self._find_promotion(current=trial)
@@ -159,6 +160,9 @@ class ASHAScheduler(Scheduler):
                     if tid is not None:
                         return trials[tid], rungs[k]
         return None
+
+    def _arrived(self, bracket: int, k: int) -> None:
+        """A trial has just been recorded at rung k of the bracket, paused or about to be promoted."""
 
     def _min_rung(self, bracket: int, k: int) -> int:
         """How many trials rung k of a bracket holds before it promotes any (ASHA: no minimum)."""

@@ -64,18 +64,15 @@ class BOHBAsyncScheduler(ASHAScheduler):
         self._counts = None
         self.to_end = set(state.get("to_end", ()))
 
-    def _promotion_rule(self, trial, b, step, score):
-        decision = super()._promotion_rule(trial, b, step, score)
-        k = next((k for k, r in enumerate(self.rungs[b]) if r.level == step), None)
-        if self.cohorts and k is not None and self.experiment.can_create():
+    def _arrived(self, bracket: int, k: int) -> None:
+        if self.cohorts and self.experiment.can_create():
             # A synchronous stage ends the trials it does not promote. The trial that has just left
             # the latest cohort of this rung unpromoted is ended likewise (at the next launch), so
             # that paused trials and their checkpoints do not pile up for the rest of the search.
-            rung = self.rungs[b][k]
-            left = rung.arrival(self._cohort(b, k)) if rung.arrival(0) == trial.id else None
+            rung = self.rungs[bracket][k]
+            left = rung.arrival(self._cohort(bracket, k))
             if left is not None and left not in rung.promoted:
                 self.to_end.add(left)
-        return decision
 
     def next_trial(self):
         end_paused(self.experiment, self.to_end)
