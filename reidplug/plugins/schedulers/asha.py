@@ -95,6 +95,7 @@ class ASHAScheduler(Scheduler):
             if step < rung.level or trial.id in rung:
                 continue
             cutoff, of_what = self._cutoff(rung)
+            score = self._rung_score(trial, rung.level, score)
             rung.add(trial.id, score)
             info = {"rung": rung.level, "bracket": b, "cutoff": cutoff, "rung_size": len(rung)}
             if cutoff is not None and score < cutoff:
@@ -112,6 +113,7 @@ class ASHAScheduler(Scheduler):
         rung = next((r for r in self.rungs[b] if r.level == step), None)
         if rung is None or trial.id in rung:
             return Decision.CONTINUE
+        score = self._rung_score(trial, step, score)
         rung.add(trial.id, score, waiting=True)
         self._arrived(b, self.rungs[b].index(rung))
         info = {"rung": rung.level, "bracket": b, "rank": rung.rank(trial.id), "rung_size": len(rung)}
@@ -160,6 +162,10 @@ class ASHAScheduler(Scheduler):
                     if tid is not None:
                         return trials[tid], rungs[k]
         return None
+
+    def _rung_score(self, trial: Trial, level: int, score: float) -> float:
+        """What a trial is ranked by at a rung: its score (bohb_async: where its learning curve is heading)."""
+        return score
 
     def _arrived(self, bracket: int, k: int) -> None:
         """A trial has just been recorded at rung k of the bracket, paused or about to be promoted."""

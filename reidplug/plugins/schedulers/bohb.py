@@ -26,6 +26,12 @@ def kde_searcher(searcher, options: dict, name: str) -> BOHBSearcher:
     )
 
 
+def curve_score(searcher: BOHBSearcher, trial, budget: int, score: float) -> float:
+    """A rung's score for `trial`: minus the loss its curve points to at the largest budget, if the model has one."""
+    predicted = searcher.predicted_loss(trial.id, budget)
+    return score if predicted is None else -predicted
+
+
 class BOHBScheduler(HyperbandScheduler):
     """Hyperband whose new configurations come from BOHB's kernel-density model (hpbandster's BOHB)."""
 
@@ -35,6 +41,9 @@ class BOHBScheduler(HyperbandScheduler):
         kde = {k: kwargs.pop(k) for k in KDE_KEYS if k in kwargs}
         super().__init__(searcher, **kwargs)
         self.searcher = kde_searcher(searcher, kde, "bohb")
+
+    def _rung_score(self, trial, budget, score):
+        return curve_score(self.searcher, trial, budget, score)
 
     def setup(self, experiment):
         experiment.searcher = self.searcher  # the experiment reports results to the model it samples from

@@ -5,7 +5,7 @@ from __future__ import annotations
 from reidplug.core.hookspecs import hookimpl
 from reidplug.plugins.schedulers._rungs import end_paused
 from reidplug.plugins.schedulers.asha import ASHAScheduler
-from reidplug.plugins.schedulers.bohb import KDE_KEYS, kde_searcher
+from reidplug.plugins.schedulers.bohb import KDE_KEYS, curve_score, kde_searcher
 from reidplug.plugins.searchers.bohb import KDE_OPTIONS
 
 
@@ -39,6 +39,9 @@ class BOHBAsyncScheduler(ASHAScheduler):
         self._counts = None  # new trials per bracket; rebuilt from bracket_of after a resume
         self.to_end: set[int] = set()  # paused trials that left their cohort unpromoted
         self.searcher = kde_searcher(searcher, kde, "bohb_async")
+
+    def _rung_score(self, trial, level, score):
+        return curve_score(self.searcher, trial, level, score)
 
     def _assign(self) -> int:
         # Brackets get new trials in Hyperband's proportions (81:27:9:6:5 for five brackets of

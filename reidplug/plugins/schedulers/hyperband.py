@@ -113,7 +113,7 @@ class HyperbandScheduler(Scheduler):
         budget = self._budget(it)
         if step < budget:
             return Decision.CONTINUE
-        it["scores"][trial.id] = self.score(result)
+        it["scores"][trial.id] = self._rung_score(trial, budget, self.score(result))
         info = {"bracket": it["s"], "iteration": it["i"], "budget": budget}
         last = it["stage"] == len(it["steps"]) - 1
         if last:
@@ -135,6 +135,10 @@ class HyperbandScheduler(Scheduler):
         # Paused trials that were not promoted are ended by next_trial, which runs as soon as a
         # slot frees: a decision stays cheap even when it closes a stage of hundreds of trials.
         return decision
+
+    def _rung_score(self, trial: Trial, budget: int, score: float) -> float:
+        """What a trial is ranked by at a budget: its score (BOHB: where its learning curve is heading)."""
+        return score
 
     def _advance(self, it: dict, current: Trial | None = None) -> list[int] | None:
         """Close the stage if every member has reported: promote the best, mark the rest. Returns the promoted."""

@@ -8,6 +8,7 @@ import numpy as np
 
 from reidplug.core.hookspecs import hookimpl
 from reidplug.core.searcher import Searcher
+from reidplug.plugins.searchers._curves import CurveFit, adjusted, agreement
 
 #: The model's options and hpbandster's defaults; MIN_POINTS_IN_MODEL 0 means d + 1.
 KDE_OPTIONS = {
@@ -20,6 +21,13 @@ KDE_OPTIONS = {
     # "joint": one model from every budget's results (each ranked within its budget, the
     # larger budgets weighing more); "hpbandster": the largest budget with enough points.
     "MODEL": "joint",
+    # With the joint model: rank a budget's results by the loss their learning curve is heading
+    # for at the largest budget, and weigh each budget by how well it agrees with the largest.
+    "EXTRAPOLATE": True,
+    "AGREEMENT": True,
+    # With the joint model: the minimum bandwidth of a number is 1 / min(100, 1 + n), n the
+    # model's (effective) number of points, instead of MIN_BANDWIDTH alone.
+    "ADAPTIVE_BANDWIDTH": True,
 }
 
 _TINY = 1e-32  # densities are floored here before the ratio, as in hpbandster
@@ -34,7 +42,8 @@ class KDE:
     reference rule 1.06 * std * n**(-1 / (4 + d)) (statsmodels' 'normal_reference').
     """
 
-    def __init__(self, data: np.ndarray, levels: np.ndarray, min_bandwidth: float, weights: np.ndarray | None = None):
+    def __init__(self, data: np.ndarray, levels: np.ndarray, min_bandwidth: float, weights: np.ndarray | None = None,
+                 adaptive: bool = False):
         self.data = np.asarray(data, dtype=float)
         n, d = self.data.shape
         self.levels = levels
@@ -48,6 +57,10 @@ class KDE:
             n = 1.0 / float(np.sum(self.weights**2))  # the effective sample size
         bw = 1.06 * std * n ** (-1.0 / (4 + d))
         bw = np.maximum(bw, min_bandwidth)
+        if adaptive:
+            # hyperopt's and Optuna's floor, 1 / min(100, 1 + n) of the range: wide while the
+            # model rests on few points, so that it keeps exploring instead of collapsing early.
+            bw = np.where(levels > 0, bw, np.maximum(bw, 1.0 / min(100.0, 1.0 + n)))
         cat = levels > 0
         # Past (c - 1) / c the kernel would favour the other values over the observed one;
         # statsmodels lets that happen (and then returns negative densities), we stop at uniform.
@@ -85,12 +98,16 @@ class BOHBSearcher(Searcher):
     OPTIONS = {**KDE_OPTIONS, "MIN_BUDGET": 1, "MAX_BUDGET": 0, "ETA": 3}
 
     def __init__(self, space, *, top_n_percent=15, num_samples=64, random_fraction=1.0 / 3.0, bandwidth_factor=3.0,
-                 min_bandwidth=1e-3, min_points_in_model=0, model="joint", min_budget=None, max_budget=None, eta=None,
-                 **kwargs):
+                 min_bandwidth=1e-3, min_points_in_model=0, model="joint", extrapolate: bool = True,
+                 agreement: bool = True, adaptive_bandwidth: bool = True, min_budget=None, max_budget=None, eta=None, **kwargs):
         super().__init__(space, **kwargs)
         if model not in ("joint", "hpbandster"):
             raise ValueError(f"MODEL must be 'joint' or 'hpbandster', got {model!r}")
         self.joint = model == "joint"
+        # hpbandster's model is hpbandster's: neither learns from the curves.
+        self.extrapolate = bool(extrapolate) and self.joint
+        self.use_agreement = bool(agreement) and self.joint
+        self.adaptive_bandwidth = bool(adaptive_bandwidth) and self.joint
         if not 0 < top_n_percent < 100:
             raise ValueError(f"TOP_N_PERCENT must be between 0 and 100, got {top_n_percent}")
         if num_samples < 1:
@@ -112,6 +129,10 @@ class BOHBSearcher(Searcher):
         self.budgets: set[int] | None = None
         self._X: dict[int, np.ndarray] = {}  # budget -> vectors (rows beyond _n unused)
         self._y: dict[int, np.ndarray] = {}  # budget -> losses
+        self._ids: dict[int, np.ndarray] = {}  # budget -> trial ids
+        self._rise: dict[int, np.ndarray] = {}  # budget -> loss gained since the trial's previous budget (nan: none)
+        self._last: dict[int, tuple[int, float, float]] = {}  # live trial -> (budget, loss, rise) of its latest result
+        self._fits: dict[int, tuple[tuple, CurveFit | None]] = {}
         self._n: dict[int, int] = {}
         self.model_budgets: set[int] = set()  # budgets with enough points for a model
         self._models: dict[int, tuple[KDE, KDE, int]] = {}  # budget -> (good, bad, points when fitted)
@@ -149,6 +170,7 @@ class BOHBSearcher(Searcher):
             later = sorted(b for b in self.budgets if b > done) if self.budgets is not None else [done + 1]
             if later:
                 self._observe(trial_id, later[0], math.inf)
+        self._last.pop(trial_id, None)
         super().on_complete(trial_id, result, error)
 
     def _observe(self, trial_id: int, budget: int, loss: float) -> None:
@@ -162,15 +184,71 @@ class BOHBSearcher(Searcher):
         if budget not in self._X:
             self._X[budget] = np.empty((16, self.d))
             self._y[budget] = np.empty(16)
+            self._ids[budget] = np.empty(16, dtype=np.int64)
+            self._rise[budget] = np.empty(16)
         elif n == len(self._y[budget]):
-            self._X[budget] = np.concatenate([self._X[budget], np.empty_like(self._X[budget])])
-            self._y[budget] = np.concatenate([self._y[budget], np.empty_like(self._y[budget])])
+            self._grow(budget)
+        loss = loss if math.isfinite(loss) else math.inf
+        last = self._last.get(trial_id)
         self._X[budget][n] = self.encode(params)
-        self._y[budget][n] = loss if math.isfinite(loss) else math.inf
+        self._y[budget][n] = loss
+        self._ids[budget][n] = trial_id
+        self._rise[budget][n] = last[1] - loss if last is not None and last[0] < budget and math.isfinite(loss) \
+            and math.isfinite(last[1]) else math.nan
+        self._last[trial_id] = (budget, loss, float(self._rise[budget][n]))
         self._n[budget] = n + 1
         n_good, n_bad = self._split(n + 1)
         if n + 1 >= self.min_points and n_good > self.d and n_bad > self.d:
             self.model_budgets.add(budget)
+
+    def _grow(self, budget: int, by: int | None = None) -> None:
+        by = by or len(self._y[budget])
+        for table in (self._X, self._y, self._ids, self._rise):
+            grown = np.empty((by,) + table[budget].shape[1:], dtype=table[budget].dtype)
+            table[budget] = np.concatenate([table[budget], grown])
+
+    # ------------------------------------------------------------------ the curves
+
+    def _top(self) -> int | None:
+        """The largest budget observed: the one the others are judged against."""
+        return max(self._n) if self._n else None
+
+    def _top_losses(self, top: int) -> dict:
+        n = self._n[top]
+        return dict(zip(self._ids[top][:n].tolist(), self._y[top][:n].tolist()))
+
+    def curve_fit(self, budget: int) -> CurveFit | None:
+        """The regression of the largest budget's loss on `budget`'s loss and rise (None: not enough data)."""
+        top = self._top()
+        if not self.extrapolate or top is None or budget >= top or budget not in self._n:
+            return None
+        key = (self._n[top], self._n[budget])
+        cached = self._fits.get(budget)
+        if cached is None or cached[0] != key:
+            n = self._n[budget]
+            fit = CurveFit.fit(self._ids[budget][:n].tolist(), self._y[budget][:n], self._rise[budget][:n],
+                               self._top_losses(top))
+            cached = self._fits[budget] = (key, fit)
+        return cached[1]
+
+    def effective_losses(self, budget: int) -> np.ndarray:
+        """`budget`'s losses, each replaced by the predicted loss at the largest budget where the curves allow."""
+        n = self._n[budget]
+        return adjusted(self.curve_fit(budget), self._y[budget][:n], self._rise[budget][:n])
+
+    def predicted_loss(self, trial_id: int, budget: int) -> float | None:
+        """The loss at the largest budget that `trial_id`'s result at `budget` points to (None: no prediction).
+
+        The schedulers rank a rung by it, so that a rung and the model agree on who is ahead.
+        """
+        last = self._last.get(trial_id)
+        if last is None or last[0] != budget:
+            return None
+        fit = self.curve_fit(budget)
+        _, loss, rise = last
+        if fit is None or not (math.isfinite(rise) and math.isfinite(loss)):
+            return None
+        return float(fit.predict(loss, rise)[0])
 
     def _split(self, n: int) -> tuple[int, int]:
         """Rows in the good and in the bad set for n points (hpbandster's formula, sets disjoint)."""
@@ -185,31 +263,53 @@ class BOHBSearcher(Searcher):
         hpbandster's split of all the points gives, shared out by the budget's size, so
         early on (few points) the top half is good, later the top TOP_N_PERCENT. A budget's
         points weigh as its rank among the budgets (1 for the smallest), since the
-        larger budgets' rankings are the more faithful ones.
+        larger budgets' rankings are the more faithful ones, times (with AGREEMENT) the
+        budget's rank agreement with the largest budget, clipped at 0. With EXTRAPOLATE,
+        a budget's points are ranked by the loss their curves predict at the largest budget.
         """
         budgets = sorted(b for b, n in self._n.items() if n >= 2)
-        total = sum(self._n[b] for b in budgets)
-        if total < 2 * self.min_points:
-            return None
         key = tuple((b, self._n[b]) for b in budgets)
         cached = self._models.get("joint")
         if cached is not None and cached[2] == key:
             return cached[0], cached[1]
+        losses = {b: self.effective_losses(b) for b in budgets}
+        factor = self.agreements(losses) if self.use_agreement else {}
+        budgets = [b for b in budgets if factor.get(b, 1.0) > 0]
+        total = sum(self._n[b] for b in budgets)
+        if total < 2 * self.min_points:
+            return None
         n_good_total, _ = self._split(total)
         good_x, good_w, bad_x, bad_w = [], [], [], []
         for rank, b in enumerate(budgets, start=1):
             n = self._n[b]
-            X, y = self._X[b][:n], self._y[b][:n]
+            X, y = self._X[b][:n], losses[b]
             order = np.argsort(y, kind="stable")
             k = min(max(1, math.ceil(n * n_good_total / total)), n - 1)
+            weight = self._point_weight(rank, n, factor.get(b, 1.0))
             good_x.append(X[order[:k]])
             bad_x.append(X[order[k:]])
-            good_w += [float(rank)] * k
-            bad_w += [float(rank)] * (n - k)
-        good = KDE(np.concatenate(good_x), self.levels, self.min_bandwidth, np.array(good_w))
-        bad = KDE(np.concatenate(bad_x), self.levels, self.min_bandwidth, np.array(bad_w))
+            good_w += [weight] * k
+            bad_w += [weight] * (n - k)
+        good = KDE(np.concatenate(good_x), self.levels, self.min_bandwidth, np.array(good_w), self.adaptive_bandwidth)
+        bad = KDE(np.concatenate(bad_x), self.levels, self.min_bandwidth, np.array(bad_w), self.adaptive_bandwidth)
         self._models["joint"] = (good, bad, key)
         return good, bad
+
+    def _point_weight(self, rank: int, n: int, agreement: float) -> float:
+        return rank * agreement
+
+    def agreements(self, losses: dict) -> dict:
+        """Each smaller budget's weight factor: max(0, Kendall's tau with the largest budget); 1 while unknown."""
+        top = self._top()
+        if top is None:
+            return {}
+        top_loss = self._top_losses(top)
+        out = {}
+        for b, y in losses.items():
+            if b < top:
+                tau = agreement(self._ids[b][:self._n[b]].tolist(), y, top_loss)
+                out[b] = 1.0 if tau is None else max(0.0, tau)
+        return out
 
     def model(self, budget: int | None = None) -> tuple[KDE, KDE] | None:
         """The (good, bad) densities at `budget` (default: the largest budget with a model; the joint model)."""
@@ -276,6 +376,8 @@ class BOHBSearcher(Searcher):
         return {
             **super().state_dict(),
             "data": {b: (self._X[b][:n].copy(), self._y[b][:n].copy()) for b, n in self._n.items()},
+            "curves": {b: (self._ids[b][:n].copy(), self._rise[b][:n].copy()) for b, n in self._n.items()},
+            "last": {tid: list(last) for tid, last in self._last.items()},
             "model_budgets": set(self.model_budgets),
             "budgets": None if self.budgets is None else set(self.budgets),
             "rng": self._rng.bit_generator.state,
@@ -287,9 +389,16 @@ class BOHBSearcher(Searcher):
         self._X = {b: np.array(X, dtype=float).reshape(-1, self.d) for b, (X, _) in state["data"].items()}
         self._y = {b: np.array(y, dtype=float) for b, (_, y) in state["data"].items()}
         self._n = {b: len(y) for b, y in self._y.items()}
+        # A state saved before the curves were kept: no trial ids, no rises (nothing to extrapolate from).
+        curves = state.get("curves", {})
+        self._ids = {b: np.array(curves[b][0] if b in curves else np.full(n, -1), dtype=np.int64)
+                     for b, n in self._n.items()}
+        self._rise = {b: np.array(curves[b][1] if b in curves else np.full(n, math.nan), dtype=float)
+                      for b, n in self._n.items()}
+        self._last = {int(tid): (int(b), float(loss), float(rise)) for tid, (b, loss, rise) in state.get("last", {}).items()}
+        self._fits = {}
         for b in self._X:  # keep room to grow
-            self._X[b] = np.concatenate([self._X[b], np.empty((16, self.d))])
-            self._y[b] = np.concatenate([self._y[b], np.empty(16)])
+            self._grow(b, 16)
         self.model_budgets = set(state["model_budgets"])
         self.budgets = state["budgets"]
         self._rng.bit_generator.state = state["rng"]
