@@ -164,3 +164,21 @@ def test_the_adaptive_bandwidth_starts_wide_and_narrows_as_points_come():
     s, plain = trained(), trained(adaptive_bandwidth=False)
     assert s.joint_model()[0].bw[0] > plain.joint_model()[0].bw[0]
     assert not trained(model="hpbandster").adaptive_bandwidth
+
+
+def test_balanced_budgets_keep_the_many_small_budget_results_from_outvoting_the_largest():
+    # Budget 1 ranks the other way round from budget 9 and holds most of the points, as
+    # with eta 3; curves and agreement are off, so only the budgets' weights differ.
+    def model(balance):
+        s = BOHBSearcher(SPACE, seed=0, extrapolate=False, agreement=False, balance_budgets=balance)
+        s.set_budgets([1, 9])
+        for tid, x in enumerate(np.linspace(0.0, 1.0, 68)):
+            s.live[tid] = {"x": float(x), "z": 0.5}
+            report(s, tid, lambda b: -x if b == 1 else x - 1, [1] if tid % 8 else [1, 9])
+        good, _ = s.joint_model()
+        return float(good.weights @ good.data[:, 0])
+
+    # The good density's centre: pulled towards budget 9's winners (large x) when balanced.
+    balanced, unbalanced = model(True), model(False)
+    assert balanced > 0.5 > unbalanced + 0.1, (balanced, unbalanced)
+    assert not BOHBSearcher(SPACE, model="hpbandster").balance_budgets

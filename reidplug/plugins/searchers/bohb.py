@@ -28,6 +28,9 @@ KDE_OPTIONS = {
     # With the joint model: the minimum bandwidth of a number is 1 / min(100, 1 + n), n the
     # model's (effective) number of points, instead of MIN_BANDWIDTH alone.
     "ADAPTIVE_BANDWIDTH": True,
+    # With the joint model: a budget's points weigh sqrt(n_top / n) more, n its number of points,
+    # so that the many results at small budgets do not outvote the few at the largest.
+    "BALANCE_BUDGETS": True,
 }
 
 _TINY = 1e-32  # densities are floored here before the ratio, as in hpbandster
@@ -99,7 +102,8 @@ class BOHBSearcher(Searcher):
 
     def __init__(self, space, *, top_n_percent=15, num_samples=64, random_fraction=1.0 / 3.0, bandwidth_factor=3.0,
                  min_bandwidth=1e-3, min_points_in_model=0, model="joint", extrapolate: bool = True,
-                 agreement: bool = True, adaptive_bandwidth: bool = True, min_budget=None, max_budget=None, eta=None, **kwargs):
+                 agreement: bool = True, adaptive_bandwidth: bool = True, balance_budgets: bool = True,
+                 min_budget=None, max_budget=None, eta=None, **kwargs):
         super().__init__(space, **kwargs)
         if model not in ("joint", "hpbandster"):
             raise ValueError(f"MODEL must be 'joint' or 'hpbandster', got {model!r}")
@@ -108,6 +112,7 @@ class BOHBSearcher(Searcher):
         self.extrapolate = bool(extrapolate) and self.joint
         self.use_agreement = bool(agreement) and self.joint
         self.adaptive_bandwidth = bool(adaptive_bandwidth) and self.joint
+        self.balance_budgets = bool(balance_budgets) and self.joint
         if not 0 < top_n_percent < 100:
             raise ValueError(f"TOP_N_PERCENT must be between 0 and 100, got {top_n_percent}")
         if num_samples < 1:
@@ -264,8 +269,9 @@ class BOHBSearcher(Searcher):
         early on (few points) the top half is good, later the top TOP_N_PERCENT. A budget's
         points weigh as its rank among the budgets (1 for the smallest), since the
         larger budgets' rankings are the more faithful ones, times (with AGREEMENT) the
-        budget's rank agreement with the largest budget, clipped at 0. With EXTRAPOLATE,
-        a budget's points are ranked by the loss their curves predict at the largest budget.
+        budget's rank agreement with the largest budget, clipped at 0, times (with
+        BALANCE_BUDGETS) sqrt(n_top / n). With EXTRAPOLATE, a budget's points are ranked
+        by the loss their curves predict at the largest budget.
         """
         budgets = sorted(b for b, n in self._n.items() if n >= 2)
         key = tuple((b, self._n[b]) for b in budgets)
@@ -296,7 +302,12 @@ class BOHBSearcher(Searcher):
         return good, bad
 
     def _point_weight(self, rank: int, n: int, agreement: float) -> float:
-        return rank * agreement
+        if not self.balance_budgets:
+            return rank * agreement
+        # A budget's total weight then grows as sqrt(n * n_top), not n: with eta 3 the smallest
+        # budget holds most of the points, and its ranking (fast learners ahead) would set the
+        # model's course; weighing per budget instead (n_top / n) leaves too few points to trust.
+        return rank * agreement * math.sqrt(self._n[self._top()] / n)
 
     def agreements(self, losses: dict) -> dict:
         """Each smaller budget's weight factor: max(0, Kendall's tau with the largest budget); 1 while unknown."""
