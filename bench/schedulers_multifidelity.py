@@ -43,7 +43,7 @@ import numpy as np
 
 T = 81  # max budget in steps
 
-_PLAIN = {"EXTRAPOLATE": False, "AGREEMENT": False, "ADAPTIVE_BANDWIDTH": False}
+_PLAIN = {"EXTRAPOLATE": False, "AGREEMENT": False, "ADAPTIVE_BANDWIDTH": False, "BALANCE_BUDGETS": False}
 METHODS = {
     "BOHB": {"SCHEDULER": "bohb", "BOHB": {"MIN_BUDGET": 1, "ETA": 3}},
     # The joint model without what it learns from the curves, and with one piece of it at a time.
@@ -52,6 +52,9 @@ METHODS = {
     "BOHB (agreement)": {"SCHEDULER": "bohb", "BOHB": {"MIN_BUDGET": 1, "ETA": 3, **_PLAIN, "AGREEMENT": True}},
     "BOHB (adaptive bandwidth)": {"SCHEDULER": "bohb", "BOHB": {"MIN_BUDGET": 1, "ETA": 3, **_PLAIN,
                                                                  "ADAPTIVE_BANDWIDTH": True}},
+    "BOHB (balanced budgets)": {"SCHEDULER": "bohb", "BOHB": {"MIN_BUDGET": 1, "ETA": 3, **_PLAIN,
+                                                               "BALANCE_BUDGETS": True}},
+    "BOHB (unbalanced)": {"SCHEDULER": "bohb", "BOHB": {"MIN_BUDGET": 1, "ETA": 3, "BALANCE_BUDGETS": False}},
     "BOHB (hpbandster)": {"SCHEDULER": "bohb", "BOHB": {"MIN_BUDGET": 1, "ETA": 3, "MODEL": "hpbandster"}},
     "BOHB (ASHA)": {"SCHEDULER": "bohb_async", "BOHB_ASYNC": {"GRACE_PERIOD": 1, "REDUCTION_FACTOR": 3}},
     "BOHB (ASHA) promotion": {"SCHEDULER": "bohb_async", "BOHB_ASYNC": {"GRACE_PERIOD": 1, "REDUCTION_FACTOR": 3,
