@@ -182,3 +182,35 @@ def test_balanced_budgets_keep_the_many_small_budget_results_from_outvoting_the_
     balanced, unbalanced = model(True), model(False)
     assert balanced > 0.5 > unbalanced + 0.1, (balanced, unbalanced)
     assert not BOHBSearcher(SPACE, model="hpbandster").balance_budgets
+
+
+def test_the_curves_refit_only_when_the_largest_budget_has_grown(monkeypatch):
+    import reidplug.plugins.searchers._curves as curves
+
+    s = trained(n=240)  # more trials at the largest budget than _REFIT_ALWAYS
+    fits = []
+    real = curves.CurveFit.fit.__func__
+    monkeypatch.setattr(curves.CurveFit, "fit", classmethod(lambda cls, *a: fits.append(1) or real(cls, *a)))
+    s._fits.clear()
+    first = s.curve_fit(3)
+    assert first is not None and fits == [1]
+    # New results at the smaller budgets, and a few at the largest: the same fit, no refitting.
+    for tid in range(5000, 5005):
+        s.live[tid] = {"x": 0.5, "z": 0.5}
+        report(s, tid, lambda b: crossing(0.5, b), [1, 3, 9])
+    for tid in range(6000, 6020):
+        s.live[tid] = {"x": 0.2, "z": 0.5}
+        report(s, tid, lambda b: crossing(0.2, b), [1, 3])
+    assert s.curve_fit(3) is first and fits == [1]
+    # A resumed search keeps ranking with the fit it had, not one on the rows it has since.
+    restored = BOHBSearcher(SPACE, seed=0)
+    restored.set_budgets([1, 3, 9])
+    restored.load_state_dict(pickle.loads(pickle.dumps(s.state_dict())))
+    assert np.array_equal(restored.curve_fit(3).beta, first.beta)
+    assert restored.predicted_loss(6000, 3) == pytest.approx(s.predicted_loss(6000, 3))
+    assert len(fits) == 2  # the restored searcher's one refit, on the rows the fit had
+    # Once the largest budget has grown by 5 %, the fit is refreshed.
+    for tid in range(7000, 7012):
+        s.live[tid] = {"x": 0.3, "z": 0.5}
+        report(s, tid, lambda b: crossing(0.3, b), [1, 3, 9])
+    assert s.curve_fit(3) is not first and len(fits) == 3

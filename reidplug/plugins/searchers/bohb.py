@@ -33,6 +33,8 @@ KDE_OPTIONS = {
     "BALANCE_BUDGETS": True,
 }
 
+_REFIT_ALWAYS = 200  # largest-budget results below which every new one refits the curves
+_REFIT_GROWTH = 1.05  # above it, they refit once the results have grown by this factor
 _TINY = 1e-32  # densities are floored here before the ratio, as in hpbandster
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -137,7 +139,7 @@ class BOHBSearcher(Searcher):
         self._ids: dict[int, np.ndarray] = {}  # budget -> trial ids
         self._rise: dict[int, np.ndarray] = {}  # budget -> loss gained since the trial's previous budget (nan: none)
         self._last: dict[int, tuple[int, float, float]] = {}  # live trial -> (budget, loss, rise) of its latest result
-        self._fits: dict[int, tuple[tuple, CurveFit | None]] = {}
+        self._fits: dict[int, tuple[int, int, CurveFit | None]] = {}  # budget -> (largest budget, its rows fitted on, fit)
         self._n: dict[int, int] = {}
         self.model_budgets: set[int] = set()  # budgets with enough points for a model
         self._models: dict[int, tuple[KDE, KDE, int]] = {}  # budget -> (good, bad, points when fitted)
@@ -218,8 +220,8 @@ class BOHBSearcher(Searcher):
         """The largest budget observed: the one the others are judged against."""
         return max(self._n) if self._n else None
 
-    def _top_losses(self, top: int) -> dict:
-        n = self._n[top]
+    def _top_losses(self, top: int, n: int | None = None) -> dict:
+        n = self._n[top] if n is None else n
         return dict(zip(self._ids[top][:n].tolist(), self._y[top][:n].tolist()))
 
     def curve_fit(self, budget: int) -> CurveFit | None:
@@ -227,14 +229,21 @@ class BOHBSearcher(Searcher):
         top = self._top()
         if not self.extrapolate or top is None or budget >= top or budget not in self._n:
             return None
-        key = (self._n[top], self._n[budget])
+        # The fit learns only from trials that reached the largest budget, and those reached
+        # `budget` before it, so only the largest budget's count can change it. Past
+        # _REFIT_ALWAYS such trials, a few more barely move a three-coefficient fit, and
+        # refitting on each would make a rung's decision cost milliseconds at 10,000 trials.
+        n_top = self._n[top]
         cached = self._fits.get(budget)
-        if cached is None or cached[0] != key:
-            n = self._n[budget]
-            fit = CurveFit.fit(self._ids[budget][:n].tolist(), self._y[budget][:n], self._rise[budget][:n],
-                               self._top_losses(top))
-            cached = self._fits[budget] = (key, fit)
-        return cached[1]
+        if cached is None or cached[0] != top or (
+                n_top != cached[1] and (n_top < _REFIT_ALWAYS or n_top >= cached[1] * _REFIT_GROWTH)):
+            cached = self._fits[budget] = (top, n_top, self._fit(budget, top, n_top))
+        return cached[2]
+
+    def _fit(self, budget: int, top: int, n_top: int) -> CurveFit | None:
+        n = self._n[budget]
+        return CurveFit.fit(self._ids[budget][:n].tolist(), self._y[budget][:n], self._rise[budget][:n],
+                            self._top_losses(top, n_top))
 
     def effective_losses(self, budget: int) -> np.ndarray:
         """`budget`'s losses, each replaced by the predicted loss at the largest budget where the curves allow."""
@@ -393,6 +402,7 @@ class BOHBSearcher(Searcher):
             "budgets": None if self.budgets is None else set(self.budgets),
             "rng": self._rng.bit_generator.state,
             "picks": dict(self.picks),
+            "fits": {b: (top, n_top) for b, (top, n_top, _) in self._fits.items()},
         }
 
     def load_state_dict(self, state):
@@ -407,9 +417,12 @@ class BOHBSearcher(Searcher):
         self._rise = {b: np.array(curves[b][1] if b in curves else np.full(n, math.nan), dtype=float)
                       for b, n in self._n.items()}
         self._last = {int(tid): (int(b), float(loss), float(rise)) for tid, (b, loss, rise) in state.get("last", {}).items()}
-        self._fits = {}
         for b in self._X:  # keep room to grow
             self._grow(b, 16)
+        # Refitted on the rows they had, so that a resumed search ranks as the uninterrupted one would.
+        self._fits = {int(b): (int(top), int(n_top), self._fit(int(b), int(top), int(n_top)))
+                      for b, (top, n_top) in state.get("fits", {}).items()
+                      if b in self._n and top in self._n and n_top <= self._n[top]}
         self.model_budgets = set(state["model_budgets"])
         self.budgets = state["budgets"]
         self._rng.bit_generator.state = state["rng"]
