@@ -39,6 +39,19 @@ _TINY = 1e-32  # densities are floored here before the ratio, as in hpbandster
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
+def _stale(fitted_top: int, fitted_rows: int, top: int, n_top: int) -> bool:
+    """Whether a curve fit on `fitted_rows` results at `fitted_top` is out of date.
+
+    A fit learns only from trials that reached the largest budget, and those reached the
+    smaller budget before it, so only the largest budget's count can change it. Past
+    _REFIT_ALWAYS such trials, a few more barely move a three-coefficient fit, and refitting
+    on each would make a rung's decision cost milliseconds at 10,000 trials.
+    """
+    if fitted_top != top:
+        return True
+    return n_top != fitted_rows and (n_top < _REFIT_ALWAYS or n_top >= fitted_rows * _REFIT_GROWTH)
+
+
 class KDE:
     """A product-kernel density estimate on the unit cube.
 
@@ -229,14 +242,9 @@ class BOHBSearcher(Searcher):
         top = self._top()
         if not self.extrapolate or top is None or budget >= top or budget not in self._n:
             return None
-        # The fit learns only from trials that reached the largest budget, and those reached
-        # `budget` before it, so only the largest budget's count can change it. Past
-        # _REFIT_ALWAYS such trials, a few more barely move a three-coefficient fit, and
-        # refitting on each would make a rung's decision cost milliseconds at 10,000 trials.
         n_top = self._n[top]
         cached = self._fits.get(budget)
-        if cached is None or cached[0] != top or (
-                n_top != cached[1] and (n_top < _REFIT_ALWAYS or n_top >= cached[1] * _REFIT_GROWTH)):
+        if cached is None or _stale(cached[0], cached[1], top, n_top):
             cached = self._fits[budget] = (top, n_top, self._fit(budget, top, n_top))
         return cached[2]
 
