@@ -57,6 +57,8 @@ METHODS = {
     "BOHB (unbalanced)": {"SCHEDULER": "bohb", "BOHB": {"MIN_BUDGET": 1, "ETA": 3, "BALANCE_BUDGETS": False}},
     "BOHB (hpbandster)": {"SCHEDULER": "bohb", "BOHB": {"MIN_BUDGET": 1, "ETA": 3, "MODEL": "hpbandster"}},
     "BOHB (ASHA)": {"SCHEDULER": "bohb_async", "BOHB_ASYNC": {"GRACE_PERIOD": 1, "REDUCTION_FACTOR": 3}},
+    "BOHB (ASHA) whole rung": {"SCHEDULER": "bohb_async", "BOHB_ASYNC": {"GRACE_PERIOD": 1, "REDUCTION_FACTOR": 3,
+                                                                          "WHOLE_RUNG": True}},
     "BOHB (ASHA) promotion": {"SCHEDULER": "bohb_async", "BOHB_ASYNC": {"GRACE_PERIOD": 1, "REDUCTION_FACTOR": 3,
                                                                          "COHORTS": False}},
     "BOHB (ASHA) window 9": {"SCHEDULER": "bohb_async", "BOHB_ASYNC": {"GRACE_PERIOD": 1, "REDUCTION_FACTOR": 3,

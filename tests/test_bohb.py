@@ -310,6 +310,28 @@ def test_bohb_async_promotes_from_a_full_cohort_of_recent_arrivals():
     assert _promoted(late) == 0
 
 
+def test_bohb_async_ranks_a_newcomer_within_its_cohort_not_against_the_whole_rung():
+    def scheduler(**options):
+        sched = BOHBAsyncScheduler(RandomSearcher(SPACE, seed=0), max_steps=9, reduction_factor=3, **options)
+        sched.experiment = _Trials()
+        return sched
+
+    # The first cohort ran fast (its best went on, the rest are busy or gone); the second is
+    # slower at this rung, as the model's proposals are where the small budgets mislead.
+    first, second = [0.9] * 9, [0.5, 0.4, 0.3, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2]
+    got = {}
+    for whole_rung in (False, True):
+        sched = scheduler(whole_rung=whole_rung)
+        _arrive(sched, sched.experiment, first, status=TrialStatus.RUNNING)
+        _arrive(sched, sched.experiment, second)
+        # Trial 9 (0.5) leads its cohort; in the whole rung it ranks 10th of 18, below the top 6.
+        assert sched.rungs[0][0].rank(9) == 9 and sched._promotion_floor(0, 0) == pytest.approx(0.7 / 3)
+        got[whole_rung] = [_promoted(sched) for _ in range(4)]
+    assert got[False] == [9, 10, 11, None]  # the best third of the latest cohort, as a synchronous stage
+    assert got[True] == [None] * 4  # ASHA's rank as well: the whole cohort stops at the first rung
+    assert scheduler(cohorts=False)._ranks_whole_rung()
+
+
 def test_bohb_async_brackets_get_hyperbands_shares():
     sched = BOHBAsyncScheduler(RandomSearcher(SPACE, seed=0), max_steps=81, reduction_factor=3, brackets=5)
     got = [sched._bracket(tid) for tid in range(128)]

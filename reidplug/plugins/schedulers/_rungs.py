@@ -91,15 +91,16 @@ class Rung:
         a, b = -self._ranked[n - 1 - lo][0], -self._ranked[n - 1 - hi][0]
         return a + (b - a) * (pos - lo)
 
-    def promotable(self, rf: int, usable, floor: float | None = None) -> int | None:
+    def promotable(self, rf: int, usable, floor: float | None = None, ranked: bool = True) -> int | None:
         """The best waiting trial within the top `len // rf` for which `usable(tid)` holds, else None.
 
-        With a `floor`, only trials scoring at least that much qualify.
+        With a `floor`, only trials scoring at least that much qualify; with `ranked` false, the
+        floor alone decides (no rank among the whole rung).
 
         `usable` returns True (take it), False (skip it for now) or None (drop it for good).
         The trial found stays waiting until `promote` is called for it.
         """
-        top = len(self.scores) // rf
+        top = len(self.scores) // rf if ranked else len(self.scores)
         skipped = []
         found = None
         while self._waiting:

@@ -158,7 +158,8 @@ class ASHAScheduler(Scheduler):
         for k in range(max(len(levels) for levels in self.levels) - 1, -1, -1):
             for b, rungs in enumerate(self.rungs):
                 if k < len(rungs) and len(rungs[k]) >= self._min_rung(b, k):
-                    tid = rungs[k].promotable(self.rf, usable, self._promotion_floor(b, k))
+                    tid = rungs[k].promotable(self.rf, usable, self._promotion_floor(b, k),
+                                              self._ranks_whole_rung())
                     if tid is not None:
                         return trials[tid], rungs[k]
         return None
@@ -177,6 +178,10 @@ class ASHAScheduler(Scheduler):
     def _promotion_floor(self, bracket: int, k: int) -> float | None:
         """The score a paused trial of rung k needs, besides its rank, to be promoted (ASHA: none)."""
         return None
+
+    def _ranks_whole_rung(self) -> bool:
+        """Whether a promotion also needs a place in the top 1/rf of all the rung holds (ASHA: yes)."""
+        return True
 
     def _drain(self) -> Trial | None:
         """No new trials can start and nothing runs: carry the leader of the highest rung on, end the rest.

@@ -15,7 +15,8 @@ class BOHBAsyncScheduler(ASHAScheduler):
     TYPE promotion (the default) with COHORTS: rung k of a bracket promotes a paused
     trial only once n_k trials have arrived there, n_k being the size synchronous
     BOHB's stage would have, and only from the best 1/REDUCTION_FACTOR of the last
-    n_k arrivals (besides ASHA's own rank rule). Each decision is then the one a
+    n_k arrivals (WHOLE_RUNG: and, by ASHA's own rule, from the best 1/REDUCTION_FACTOR of
+    all the rung holds). Each decision is then the one a
     synchronous stage would take over its latest cohort, but taken as soon as a
     trial arrives, never waiting for stragglers; a paused trial that leaves the
     latest cohort unpromoted is ended, as a stage ends the trials it does not
@@ -27,15 +28,18 @@ class BOHBAsyncScheduler(ASHAScheduler):
     recorded there, not with all of them, for the same reason (0: the whole history).
     """
 
-    OPTIONS = {**ASHAScheduler.OPTIONS, **KDE_OPTIONS, "TYPE": "promotion", "COHORTS": True, "WINDOW": 9}
+    OPTIONS = {**ASHAScheduler.OPTIONS, **KDE_OPTIONS, "TYPE": "promotion", "COHORTS": True,
+               "WHOLE_RUNG": False, "WINDOW": 9}
 
-    def __init__(self, searcher, *, type: str = "promotion", cohorts: bool = True, window=9, **kwargs):
+    def __init__(self, searcher, *, type: str = "promotion", cohorts: bool = True, whole_rung: bool = False, window=9,
+                 **kwargs):
         kde = {k: kwargs.pop(k) for k in KDE_KEYS if k in kwargs}
         super().__init__(searcher, type=type, **kwargs)
         if window < 0:
             raise ValueError(f"WINDOW cannot be negative (0: the whole rung), got {window}")
         self.window = int(window)
         self.cohorts = bool(cohorts)
+        self.whole_rung = bool(whole_rung)
         self._counts = None  # new trials per bracket; rebuilt from bracket_of after a resume
         self.to_end: set[int] = set()  # paused trials that left their cohort unpromoted
         self.searcher = kde_searcher(searcher, kde, "bohb_async")
@@ -98,6 +102,13 @@ class BOHBAsyncScheduler(ASHAScheduler):
         if not self.cohorts:
             return None
         return self.rungs[bracket][k].recent_quantile(1.0 - 1.0 / self.rf, self._cohort(bracket, k))
+
+    def _ranks_whole_rung(self) -> bool:
+        # A rung's early arrivals and its later ones are not alike: the first are random, and
+        # where low budgets mislead (fast learners ahead early), the model's later proposals
+        # rank below them at the first rung. Ranked against the whole rung as well, most of
+        # the cohort's best third stops there, and the budget piles up at the first rung.
+        return self.whole_rung or not self.cohorts
 
     def _cutoff(self, rung):
         if not self.window:
