@@ -332,6 +332,38 @@ def test_bohb_async_ranks_a_newcomer_within_its_cohort_not_against_the_whole_run
     assert scheduler(cohorts=False)._ranks_whole_rung()
 
 
+def test_bohb_async_quota_promotes_at_most_a_third_of_the_latest_cohort():
+    def scheduler(**options):
+        sched = BOHBAsyncScheduler(RandomSearcher(SPACE, seed=0), max_steps=9, reduction_factor=3, **options)
+        sched.experiment = _Trials()
+        return sched
+
+    got = {}
+    for quota in (False, True):
+        sched = scheduler(quota=quota)
+        # The cohort's best three arrive last and go on; a better newcomer follows at once.
+        _arrive(sched, sched.experiment, [0.1] * 6 + [0.9, 0.8, 0.7])
+        first = [_promoted(sched) for _ in range(3)]
+        _arrive(sched, sched.experiment, [0.95])
+        newcomer = _promoted(sched)
+        _arrive(sched, sched.experiment, [0.1] * 5)
+        blocked = _promoted(sched)
+        _arrive(sched, sched.experiment, [0.1])  # trial 6 leaves the window of the last 9 arrivals
+        got[quota] = first, newcomer, blocked, _promoted(sched)
+    # Without the quota a sliding cohort lets more than a third through: trial 9 goes on at once.
+    assert got[False] == ([6, 7, 8], 9, None, None)
+    # With it, trial 9 waits until one of the three promoted leaves the last nine arrivals.
+    assert got[True] == ([6, 7, 8], None, None, 9)
+    # Once no trial may start, the quota saves budget for nobody: a qualifying trial goes on.
+    sched = scheduler()
+    _arrive(sched, sched.experiment, [0.1] * 6 + [0.9, 0.8, 0.7])
+    [_promoted(sched) for _ in range(3)]
+    _arrive(sched, sched.experiment, [0.95])
+    assert _promoted(sched) is None
+    sched.experiment.more = False
+    assert _promoted(sched) == 9
+
+
 def test_bohb_async_brackets_get_hyperbands_shares():
     sched = BOHBAsyncScheduler(RandomSearcher(SPACE, seed=0), max_steps=81, reduction_factor=3, brackets=5)
     got = [sched._bracket(tid) for tid in range(128)]

@@ -64,6 +64,11 @@ class Rung:
         i = len(self._log_ids) - 1 - back
         return self._log_ids[i] if i >= 0 else None
 
+    def promoted_recently(self, window: int) -> int:
+        """How many of the last `window` arrivals have been promoted."""
+        promoted = self.promoted
+        return sum(1 for tid in self._log_ids[-window:] if tid in promoted)
+
     def rank(self, trial_id: int) -> int:
         """0 for the best trial of the rung."""
         return bisect.bisect_left(self._ranked, (-self.scores[trial_id], trial_id))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from reidplug.core.hookspecs import hookimpl
 from reidplug.plugins.schedulers._rungs import end_paused
 from reidplug.plugins.schedulers.asha import ASHAScheduler
@@ -20,7 +22,9 @@ class BOHBAsyncScheduler(ASHAScheduler):
     synchronous stage would take over its latest cohort, but taken as soon as a
     trial arrives, never waiting for stragglers; a paused trial that leaves the
     latest cohort unpromoted is ended, as a stage ends the trials it does not
-    promote. Without the cohort, the model's proposals beat the rung's early random
+    promote. With QUOTA, no more than n_k // REDUCTION_FACTOR of the last n_k arrivals
+    are promoted: the cohort slides one arrival at a time, and without a quota it
+    lets through more than the third a stage would. Without the cohort, the model's proposals beat the rung's early random
     members and nearly all of them are promoted (COHORTS false: ASHA's promotion
     rule as published).
 
@@ -29,10 +33,10 @@ class BOHBAsyncScheduler(ASHAScheduler):
     """
 
     OPTIONS = {**ASHAScheduler.OPTIONS, **KDE_OPTIONS, "TYPE": "promotion", "COHORTS": True,
-               "WHOLE_RUNG": False, "WINDOW": 9}
+               "WHOLE_RUNG": False, "QUOTA": True, "WINDOW": 9}
 
-    def __init__(self, searcher, *, type: str = "promotion", cohorts: bool = True, whole_rung: bool = False, window=9,
-                 **kwargs):
+    def __init__(self, searcher, *, type: str = "promotion", cohorts: bool = True, whole_rung: bool = False,
+                 quota: bool = True, window=9, **kwargs):
         kde = {k: kwargs.pop(k) for k in KDE_KEYS if k in kwargs}
         super().__init__(searcher, type=type, **kwargs)
         if window < 0:
@@ -40,6 +44,7 @@ class BOHBAsyncScheduler(ASHAScheduler):
         self.window = int(window)
         self.cohorts = bool(cohorts)
         self.whole_rung = bool(whole_rung)
+        self.quota = bool(quota)
         self._counts = None  # new trials per bracket; rebuilt from bracket_of after a resume
         self.to_end: set[int] = set()  # paused trials that left their cohort unpromoted
         self.searcher = kde_searcher(searcher, kde, "bohb_async")
@@ -101,7 +106,11 @@ class BOHBAsyncScheduler(ASHAScheduler):
     def _promotion_floor(self, bracket: int, k: int) -> float | None:
         if not self.cohorts:
             return None
-        return self.rungs[bracket][k].recent_quantile(1.0 - 1.0 / self.rf, self._cohort(bracket, k))
+        n, rung = self._cohort(bracket, k), self.rungs[bracket][k]
+        # The quota keeps budget for new configurations; once none may start, it would only idle slots.
+        if self.quota and self.experiment.can_create() and rung.promoted_recently(n) >= max(n // self.rf, 1):
+            return math.inf
+        return rung.recent_quantile(1.0 - 1.0 / self.rf, n)
 
     def _ranks_whole_rung(self) -> bool:
         # A rung's early arrivals and its later ones are not alike: the first are random, and
