@@ -59,7 +59,9 @@ METHODS = {
     "BOHB (hpbandster)": {"SCHEDULER": "bohb", "BOHB": {"MIN_BUDGET": 1, "ETA": 3, "MODEL": "hpbandster"}},
     "BOHB (ASHA)": {"SCHEDULER": "bohb_async", "BOHB_ASYNC": {"GRACE_PERIOD": 1, "REDUCTION_FACTOR": 3}},
     "BOHB (ASHA) whole rung": {"SCHEDULER": "bohb_async", "BOHB_ASYNC": {"GRACE_PERIOD": 1, "REDUCTION_FACTOR": 3,
-                                                                          "WHOLE_RUNG": True}},
+                                                                          "WHOLE_RUNG": True, "QUOTA": False}},
+    "BOHB (ASHA) no quota": {"SCHEDULER": "bohb_async", "BOHB_ASYNC": {"GRACE_PERIOD": 1, "REDUCTION_FACTOR": 3,
+                                                                        "QUOTA": False}},
     "BOHB (ASHA) promotion": {"SCHEDULER": "bohb_async", "BOHB_ASYNC": {"GRACE_PERIOD": 1, "REDUCTION_FACTOR": 3,
                                                                          "COHORTS": False}},
     "BOHB (ASHA) window 9": {"SCHEDULER": "bohb_async", "BOHB_ASYNC": {"GRACE_PERIOD": 1, "REDUCTION_FACTOR": 3,
@@ -472,7 +474,7 @@ def wall_report(runs, problem, methods, concurrency) -> None:
         for v in levels:
             times = [next((w for w, reg in r["wall"] if reg <= v), math.inf) for r in rs]
             reached = sum(math.isfinite(t) for t in times)
-            cells.append(f"{np.median(times):.1f} [{reached}/{len(rs)}]")
+            cells.append(f"{np.median(times):.2f} [{reached}/{len(rs)}]")
         end = np.median([r["wall"][-1][0] for r in rs])
         print(f"  {m:24s}" + "".join(f"{c:>16s}" for c in cells) + f"{end:8.1f}")
     print()
