@@ -17,16 +17,16 @@ class BOHBAsyncScheduler(ASHAScheduler):
     TYPE promotion (the default) with COHORTS: rung k of a bracket promotes a paused
     trial only once n_k trials have arrived there, n_k being the size synchronous
     BOHB's stage would have, and only from the best 1/REDUCTION_FACTOR of the last
-    n_k arrivals (WHOLE_RUNG: and, by ASHA's own rule, from the best 1/REDUCTION_FACTOR of
-    all the rung holds). Each decision is then the one a
+    n_k arrivals (WHOLE_RUNG: and, by ASHA's own rule, from the best
+    1/REDUCTION_FACTOR of all the rung holds). Each decision is then the one a
     synchronous stage would take over its latest cohort, but taken as soon as a
     trial arrives, never waiting for stragglers; a paused trial that leaves the
     latest cohort unpromoted is ended, as a stage ends the trials it does not
-    promote. With QUOTA, no more than n_k // REDUCTION_FACTOR of the last n_k arrivals
-    are promoted: the cohort slides one arrival at a time, and without a quota it
-    lets through more than the third a stage would. Without the cohort, the model's proposals beat the rung's early random
-    members and nearly all of them are promoted (COHORTS false: ASHA's promotion
-    rule as published).
+    promote. With QUOTA, no more than n_k // REDUCTION_FACTOR of the last n_k
+    arrivals are promoted: the cohort slides one arrival at a time, and without a
+    quota it lets through more than the third a stage would. Without the cohort,
+    the model's proposals beat the rung's early random members and nearly all of
+    them are promoted (COHORTS false: ASHA's promotion rule as published).
 
     With TYPE stop, a trial arriving at a rung is compared with the last WINDOW trials
     recorded there, not with all of them, for the same reason (0: the whole history).
